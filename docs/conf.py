@@ -1,0 +1,32 @@
+"""Sphinx configuration for scssl."""
+
+from importlib.metadata import version as _version
+
+project = "scssl"
+author = "scssl developers"
+copyright = "2026, scssl developers"
+release = _version("scssl")
+
+extensions = [
+    "myst_nb",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinx_autodoc_typehints",
+]
+autosummary_generate = True
+napoleon_numpy_docstring = True
+napoleon_google_docstring = False
+nb_execution_mode = "off"
+source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb", ".rst": "restructuredtext"}
+exclude_patterns = ["_build", "**.ipynb_checkpoints"]
+html_theme = "sphinx_book_theme"
+html_title = "scssl"
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "anndata": ("https://anndata.readthedocs.io/en/stable/", None),
+    "scanpy": ("https://scanpy.readthedocs.io/en/stable/", None),
+    "scvi": ("https://docs.scvi-tools.org/en/stable/", None),
+    "torch": ("https://pytorch.org/docs/stable/", None),
+}

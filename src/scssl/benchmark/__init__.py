@@ -1,0 +1,22 @@
+"""Metrics and baselines for benchmarking scssl against the tools users would pick instead."""
+
+from ._baselines import (
+    highly_variable_genes,
+    log_normalize,
+    logistic_regression_transfer,
+    pca_embedding,
+    scvi_embedding,
+)
+from ._knn import knn_transfer
+from ._metrics import accuracy, macro_f1
+
+__all__ = [
+    "accuracy",
+    "highly_variable_genes",
+    "knn_transfer",
+    "log_normalize",
+    "logistic_regression_transfer",
+    "macro_f1",
+    "pca_embedding",
+    "scvi_embedding",
+]

@@ -1,0 +1,26 @@
+"""From cells to tensors: validation, gene vocabularies and alignment, normalisation, loading."""
+
+from ._loading import iterate_minibatches, to_torch
+from ._normalize import TARGET_SUM, normalize_log1p
+from ._splitter import SparseDataSplitter
+from ._validation import check_expression_matrix, check_unique_var_names
+from ._vocabulary import (
+    AlignmentReport,
+    GeneVocabulary,
+    align_to_vocabulary,
+    reindex_columns,
+)
+
+__all__ = [
+    "TARGET_SUM",
+    "AlignmentReport",
+    "GeneVocabulary",
+    "SparseDataSplitter",
+    "align_to_vocabulary",
+    "check_expression_matrix",
+    "check_unique_var_names",
+    "iterate_minibatches",
+    "normalize_log1p",
+    "reindex_columns",
+    "to_torch",
+]

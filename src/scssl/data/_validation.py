@@ -1,0 +1,132 @@
+"""Checks on the expression matrix a user hands to scssl.
+
+The checks read the matrix in row chunks and never modify it.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_ROWS = 10_000
+
+
+def _row_chunks(matrix, chunk_rows: int = _CHUNK_ROWS):
+    """Yield ``(start, block)`` row blocks; works for dense, sparse and backed matrices."""
+    n_rows = matrix.shape[0]
+    for start in range(0, n_rows, chunk_rows):
+        block = matrix[start : start + chunk_rows]
+        if sp.issparse(block):
+            yield start, block.tocsr()
+        else:
+            yield start, np.asarray(block)
+
+
+def _values(block) -> np.ndarray:
+    return block.data if sp.issparse(block) else block.ravel()
+
+
+def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str = "adata.X") -> int:
+    """Validate an expression matrix before scssl uses it.
+
+    Parameters
+    ----------
+    matrix
+        Cells x genes, dense, scipy sparse or a backed dataset.
+    log_normalized
+        ``False`` (default): the matrix must hold raw counts (non-negative integers).
+        ``True``: the matrix holds ``normalize_total`` + ``log1p`` values.
+    where
+        How the user addresses the matrix, used in error messages (e.g. ``adata.layers['counts']``).
+
+    Returns
+    -------
+    The number of cells with no counts (warned about, not an error).
+
+    Raises
+    ------
+    ValueError
+        On an empty matrix, NaN, infinite or negative values, or non-integer values when counts
+        are expected.
+
+    """
+    n_obs, n_vars = matrix.shape
+    if n_obs == 0 or n_vars == 0:
+        raise ValueError(f"{where} is empty ({n_obs} cells x {n_vars} genes).")
+
+    n_nan = n_inf = n_negative = n_empty = 0
+    min_value = np.inf
+    non_integer_example = None
+    max_value = -np.inf
+    for _, block in _row_chunks(matrix):
+        values = _values(block)
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"{where} has dtype {values.dtype}; a numeric matrix is required.")
+        n_nan += int(np.isnan(values).sum()) if values.dtype.kind == "f" else 0
+        n_inf += int(np.isinf(values).sum()) if values.dtype.kind == "f" else 0
+        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        if finite.size:
+            min_value = min(min_value, float(finite.min()))
+            max_value = max(max_value, float(finite.max()))
+            n_negative += int((finite < 0).sum())
+            if non_integer_example is None and finite.dtype.kind == "f":
+                fractional = finite[finite != np.round(finite)]
+                if fractional.size:
+                    non_integer_example = float(fractional[0])
+        row_sums = np.asarray(block.sum(axis=1)).ravel()
+        n_empty += int((row_sums == 0).sum())
+
+    if n_nan or n_inf:
+        raise ValueError(
+            f"{where} contains {n_nan} NaN and {n_inf} infinite values. scssl needs finite "
+            "expression values: remove or impute them (e.g. recompute the matrix from the raw "
+            "counts) before calling setup_anndata."
+        )
+    if n_negative:
+        raise ValueError(
+            f"{where} contains {n_negative} negative values (minimum {min_value:g}). Expression "
+            "values must be non-negative: pass the raw counts (setup_anndata(adata, "
+            "layer='counts')) instead of scaled or centred data."
+        )
+    if not log_normalized and non_integer_example is not None:
+        raise ValueError(
+            f"{where} holds non-integer values (e.g. {non_integer_example:g}), but raw counts are "
+            "expected. Pass the layer with raw counts (setup_anndata(adata, layer='counts')), or, "
+            "if the data are already normalize_total + log1p, call "
+            "setup_anndata(adata, log_normalized=True)."
+        )
+    if log_normalized and non_integer_example is None and max_value > 20:
+        warnings.warn(
+            f"{where} was declared log-normalised (log_normalized=True) but holds only integers up "
+            f"to {max_value:g}: it looks like raw counts. Use log_normalized=False for counts.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {n_obs} cells in {where} have no counts; their input is all zeros and "
+            "they all embed to the same point. Remove them with "
+            "sc.pp.filter_cells(adata, min_counts=1) unless that is intended.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return n_empty
+
+
+def check_unique_var_names(var_names, where: str = "adata.var_names") -> None:
+    """Warn when gene names are duplicated: alignment then keeps the first occurrence."""
+    duplicated = var_names[var_names.duplicated()]
+    if len(duplicated):
+        examples = ", ".join(map(str, duplicated.unique()[:5]))
+        warnings.warn(
+            f"{where} has {len(duplicated)} duplicated gene names (e.g. {examples}). Gene "
+            "alignment keeps the first occurrence of each; call adata.var_names_make_unique() "
+            "to keep them apart.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -1,0 +1,5 @@
+"""scvi-tools model classes."""
+
+from ._ssl_encoder import SSLEncoder
+
+__all__ = ["SSLEncoder"]

@@ -1,0 +1,486 @@
+"""SSLEncoder: a self-supervised pretrained cell encoder behind the scvi-tools model API."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+
+from scssl.data import (
+    AlignmentReport,
+    GeneVocabulary,
+    SparseDataSplitter,
+    align_to_vocabulary,
+    check_expression_matrix,
+    check_unique_var_names,
+    iterate_minibatches,
+)
+from scssl.module import SSLModule
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MIN_OVERLAP = 0.5
+DEFAULT_INFERENCE_BATCH_SIZE = 1024
+
+
+def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    # The fused kernel is several times faster than the default on CPU and GPU alike.
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def _expression_matrix(adata: AnnData, layer: str | None):
+    if layer is None:
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"layer={layer!r} is not in adata.layers (available: {list(adata.layers)}). Pass the "
+            "layer that holds the raw counts, or layer=None for adata.X."
+        )
+    return adata.layers[layer]
+
+
+class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
+    """A cell encoder pretrained by self-supervision, as in Richter et al. (ssl_in_scg).
+
+    An MLP (512-512-256-256-64, SELU, no normalisation layers by default) maps counts, normalised
+    on the fly (``normalize_total`` to 1e4 then ``log1p``), to an embedding. It is pretrained with
+    a pretext task on unlabelled cells; its embedding feeds neighbours, UMAP, clustering and label
+    transfer (see :func:`scssl.tl.embed`).
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`. Its genes become the model's gene
+        vocabulary; other data are aligned to it by symbol or Ensembl ID.
+    pretext
+        Self-supervised task. ``"random_mask"``: mask each gene with probability ``mask_rate``,
+        reconstruct the masked entries (mean squared error on them only).
+    n_latent
+        Embedding size.
+    n_hidden
+        Hidden layer sizes of the encoder; the decoder mirrors them.
+    dropout_rate
+        Dropout after each hidden activation (0.1 in the study for masking).
+    activation
+        ``"selu"`` (the study), ``"relu"`` or ``"gelu"``.
+    mask_rate
+        Share of genes masked per cell (0.5 was best in the study).
+
+    Examples
+    --------
+    >>> scssl.model.SSLEncoder.setup_anndata(adata, layer="counts")
+    >>> model = scssl.model.SSLEncoder(adata)
+    >>> model.train(max_epochs=50)
+    >>> adata.obsm["X_scssl"] = model.get_latent_representation()
+
+    """
+
+    _module_cls = SSLModule
+    _data_splitter_cls = SparseDataSplitter
+
+    def __init__(
+        self,
+        adata: AnnData,
+        pretext: str = "random_mask",
+        n_latent: int = 64,
+        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        dropout_rate: float = 0.1,
+        activation: str = "selu",
+        mask_rate: float = 0.5,
+    ):
+        if adata is None:
+            raise ValueError(
+                "SSLEncoder needs an AnnData registered with SSLEncoder.setup_anndata(adata)."
+            )
+        super().__init__(adata)
+        setup_args = self.adata_manager.registry["setup_args"]
+        self.module = self._module_cls(
+            self.summary_stats.n_vars,
+            n_batch=self.summary_stats.n_batch,
+            pretext=pretext,
+            n_latent=n_latent,
+            n_hidden=tuple(n_hidden),
+            dropout_rate=dropout_rate,
+            activation=activation,
+            mask_rate=mask_rate,
+            log_normalized=setup_args["log_normalized"],
+        )
+        self.gene_vocabulary_ = GeneVocabulary.from_adata(adata).to_dict()
+        self._model_summary_string = (
+            f"SSLEncoder: pretext={pretext}, {self.summary_stats.n_vars} genes, "
+            f"hidden={list(n_hidden)}, n_latent={n_latent}, activation={activation}, "
+            f"dropout_rate={dropout_rate}, mask_rate={mask_rate}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        log_normalized: bool = False,
+        **kwargs,
+    ) -> None:
+        """Register an AnnData with scssl.
+
+        The expression matrix is checked, never modified. scvi-tools records the registration
+        in ``adata.uns`` and adds ``adata.obs['_scvi_batch']``.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes.
+        layer
+            Layer with the raw counts; ``None`` uses ``adata.X``.
+        batch_key
+            Column of ``adata.obs`` with the batch of each cell; the decoder is conditioned on it.
+        log_normalized
+            Set to ``True`` when the matrix already holds ``normalize_total`` + ``log1p``
+            values; they are then used as they are.
+
+        Raises
+        ------
+        ValueError
+            On NaN, infinite or negative values, or on non-integer values when counts are
+            expected (``log_normalized=False``).
+        KeyError
+            When ``layer`` or ``batch_key`` do not exist.
+
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        check_expression_matrix(
+            _expression_matrix(adata, layer), log_normalized=log_normalized, where=where
+        )
+        check_unique_var_names(adata.var_names)
+        if batch_key is not None and batch_key not in adata.obs:
+            raise KeyError(
+                f"batch_key={batch_key!r} is not a column of adata.obs (columns: "
+                f"{list(adata.obs.columns)})."
+            )
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=not log_normalized),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    # -------------------------------------------------------------- training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        train_size: float = 0.9,
+        validation_size: float | None = None,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 10,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        datamodule=None,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Pretrain the encoder with its pretext task.
+
+        Minibatches stay sparse from disk to the first layer. Lightning shows a progress bar;
+        a validation split drives early stopping on the validation loss.
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs; ``None`` uses scvi-tools' heuristic (fewer epochs for more cells).
+        batch_size
+            Cells per minibatch.
+        lr, weight_decay
+            AdamW learning rate and weight decay (the study: 1e-3, 0.01).
+        train_size, validation_size
+            Split of the cells; the validation cells drive early stopping.
+        early_stopping
+            Stop when the validation loss has not improved for ``early_stopping_patience``
+            epochs (needs ``train_size < 1``).
+        early_stopping_patience
+            Epochs without improvement before stopping.
+        accelerator, devices
+            Lightning's hardware options.
+        datamodule
+            A ``LightningDataModule`` that yields scvi-tools minibatches, replacing the
+            AnnData-based loading.
+        plan_kwargs
+            Further options of :class:`scvi.train.TrainingPlan`.
+        **trainer_kwargs
+            Further options of :class:`scvi.train.Trainer` (Lightning ``Trainer``).
+
+        """
+        plan_kwargs = {
+            "optimizer": "Custom",
+            "optimizer_creator": partial(_adamw, lr=lr, weight_decay=weight_decay),
+            **(plan_kwargs or {}),
+        }
+        if early_stopping and train_size >= 1.0 and datamodule is None:
+            warnings.warn(
+                "early_stopping needs validation cells; disabled because train_size=1.",
+                UserWarning,
+                stacklevel=2,
+            )
+            early_stopping = False
+        if early_stopping:
+            trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+            trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        # Inference leaves the module in eval mode; Lightning keeps submodule modes as it finds them.
+        self.module.train()
+        try:
+            return super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                validation_size=validation_size,
+                load_sparse_tensor=True,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                plan_kwargs=plan_kwargs,
+                datamodule=datamodule,
+                **trainer_kwargs,
+            )
+        finally:
+            self.module.eval()
+
+    # ------------------------------------------------------ gene vocabulary
+    @property
+    def gene_vocabulary(self) -> GeneVocabulary:
+        """The genes the model was built on, in the order of its input layer."""
+        return GeneVocabulary.from_dict(self.gene_vocabulary_)
+
+    @property
+    def _layer(self) -> str | None:
+        return self.registry_["setup_args"]["layer"]
+
+    @property
+    def _log_normalized(self) -> bool:
+        return self.registry_["setup_args"]["log_normalized"]
+
+    def align(
+        self, adata: AnnData, min_overlap: float = DEFAULT_MIN_OVERLAP
+    ) -> tuple[AnnData, AlignmentReport | None]:
+        """``adata`` with the model's genes in the model's order, checked; input left unchanged.
+
+        Returns ``adata`` itself when its genes already are the vocabulary, otherwise a new
+        AnnData (missing genes zero-filled, extra genes dropped) and the alignment report.
+        """
+        layer = self._layer
+        report = None
+        if not self.gene_vocabulary.matches_exactly(adata):
+            adata, report = align_to_vocabulary(
+                adata, self.gene_vocabulary, layer=layer, min_overlap=min_overlap
+            )
+        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        check_expression_matrix(
+            _expression_matrix(adata, layer), log_normalized=self._log_normalized, where=where
+        )
+        return adata, report
+
+    @classmethod
+    def prepare_query_anndata(
+        cls,
+        adata: AnnData,
+        reference_model: SSLEncoder | str | Path,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+    ) -> AnnData:
+        """A copy of ``adata`` aligned to a reference model's genes.
+
+        Genes are matched by Ensembl ID when both sides have them, otherwise by symbol
+        (case-insensitive); the model's genes missing from ``adata`` are zero-filled and genes
+        the model does not know are dropped. ``adata`` itself is not modified.
+
+        Parameters
+        ----------
+        adata
+            Query data.
+        reference_model
+            A model, or the directory it was saved to.
+        min_overlap
+            Smallest share of the model's genes that must be found.
+
+        Raises
+        ------
+        ValueError
+            When fewer than ``min_overlap`` of the model's genes are found; the message reports
+            how many matched.
+
+        """
+        if isinstance(reference_model, str | Path):
+            from scvi.model.base._save_load import _load_saved_files
+
+            attr_dict, _, _, _ = _load_saved_files(str(reference_model), load_adata=False)
+            vocabulary = GeneVocabulary.from_dict(attr_dict["gene_vocabulary_"])
+            layer = attr_dict["registry_"]["setup_args"]["layer"]
+        else:
+            vocabulary = reference_model.gene_vocabulary
+            layer = reference_model._layer
+        aligned, report = align_to_vocabulary(
+            adata, vocabulary, layer=layer, min_overlap=min_overlap
+        )
+        logger.info("prepare_query_anndata: %s", report)
+        aligned.uns["scssl_alignment"] = report.as_dict()
+        return aligned
+
+    @classmethod
+    def load_query_data(
+        cls,
+        adata: AnnData,
+        reference_model: SSLEncoder | str | Path,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+    ) -> SSLEncoder:
+        """A model with the reference's weights, set up on ``adata`` aligned to its genes.
+
+        The returned model trains further on the query (e.g. ``model.train(max_epochs=10)``)
+        without changing the reference. ``adata`` itself is not modified.
+        """
+        aligned = cls.prepare_query_anndata(adata, reference_model, min_overlap=min_overlap)
+        if isinstance(reference_model, str | Path):
+            return cls.load(str(reference_model), adata=aligned)
+        reference_model._check_if_trained(warn=True)
+        setup_args = dict(reference_model.registry_["setup_args"])
+        cls.setup_anndata(aligned, source_registry=reference_model.registry_, **setup_args)
+        init = reference_model.init_params_
+        kwargs = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
+        model = cls(aligned, **kwargs)
+        model.module.load_state_dict(reference_model.module.state_dict())
+        model.gene_vocabulary_ = reference_model.gene_vocabulary_
+        model.is_trained_ = reference_model.is_trained_
+        model.module.eval()
+        return model
+
+    # ------------------------------------------------------------- outputs
+    def _batch_codes(self, adata: AnnData, indices: np.ndarray) -> torch.Tensor | None:
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        if self.module.n_batch_covariate == 0:
+            return None
+        key = state.original_key
+        if key not in adata.obs:
+            raise KeyError(
+                f"The model's decoder is conditioned on batch_key={key!r}, which is not a column "
+                "of adata.obs."
+            )
+        values = adata.obs[key].to_numpy()[indices]
+        mapping = {c: i for i, c in enumerate(state.categorical_mapping)}
+        unknown = sorted({str(v) for v in values if v not in mapping})
+        if unknown:
+            raise ValueError(
+                f"adata.obs[{key!r}] has batches the model was not trained on: {unknown[:5]}. "
+                f"Known batches: {list(state.categorical_mapping)}."
+            )
+        return torch.as_tensor(np.array([mapping[v] for v in values]), dtype=torch.long)
+
+    def _cells(self, adata: AnnData | None, indices) -> tuple[AnnData, np.ndarray]:
+        if adata is None or adata is self.adata:
+            adata = self.adata
+        else:
+            adata = self.align(adata)[0]
+        indices = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        return adata, indices
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+    ) -> np.ndarray:
+        """Embedding of each cell, shape ``(n_cells, n_latent)``.
+
+        Eval mode (no dropout, no masking): the same cell always gets the same embedding,
+        whichever cells share its minibatch. Data with other genes are aligned to the model's
+        gene vocabulary first (see :meth:`prepare_query_anndata`).
+
+        Parameters
+        ----------
+        adata
+            Cells to embed; ``None`` for the AnnData the model was set up with.
+        indices
+            Subset of cells (positions); ``None`` for all.
+        batch_size
+            Cells per minibatch (default 1024).
+
+        """
+        self._check_if_trained(warn=True)
+        adata, indices = self._cells(adata, indices)
+        matrix = _expression_matrix(adata, self._layer)
+        self.module.eval()
+        device = self.device
+        outputs = [
+            self.module.embed(x.to(device)).cpu()
+            for _, x in iterate_minibatches(
+                matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
+            )
+        ]
+        if not outputs:
+            return np.zeros((0, self.module.n_latent), dtype=np.float32)
+        return torch.cat(outputs).numpy()
+
+    @torch.inference_mode()
+    def get_reconstructed_expression(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        return_numpy: bool = False,
+    ) -> pd.DataFrame | np.ndarray:
+        """Decoder reconstruction of unmasked cells, in ``log1p(normalize_total(1e4))`` space.
+
+        Parameters
+        ----------
+        adata
+            Cells; ``None`` for the AnnData the model was set up with.
+        indices
+            Subset of cells (positions); ``None`` for all.
+        batch_size
+            Cells per minibatch (default 1024).
+        return_numpy
+            Return an array instead of a DataFrame indexed by cells with genes as columns.
+
+        """
+        self._check_if_trained(warn=True)
+        adata, indices = self._cells(adata, indices)
+        matrix = _expression_matrix(adata, self._layer)
+        self.module.eval()
+        device = self.device
+        outputs = []
+        for chunk, x in iterate_minibatches(
+            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
+        ):
+            batch_index = self._batch_codes(adata, chunk)
+            if batch_index is not None:
+                batch_index = batch_index.to(device)
+            outputs.append(self.module.reconstruct(x.to(device), batch_index).cpu())
+        values = (
+            torch.cat(outputs).numpy()
+            if outputs
+            else np.zeros((0, self.module.n_input), dtype=np.float32)
+        )
+        if return_numpy:
+            return values
+        return pd.DataFrame(
+            values,
+            index=adata.obs_names[indices],
+            columns=pd.Index(self.gene_vocabulary.symbols),
+        )

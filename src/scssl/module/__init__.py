@@ -1,0 +1,5 @@
+"""scvi-tools modules: the torch models with their inference and losses."""
+
+from ._ssl_module import PRETEXTS, SSLModule
+
+__all__ = ["PRETEXTS", "SSLModule"]

@@ -1,6 +1,7 @@
 """Build the embedded Kang demo subsample shipped in ``scssl/datasets/data``.
 
-Run from the repository root: ``python scripts/make_kang_demo.py ../shared/data/kang_ifnb_pbmc.h5ad``.
+Run from the repository root:
+``python scripts/make_kang_demo.py ../shared/data/kang_ifnb_pbmc.h5ad``.
 3,000 random cells (seed 0), genes detected in at least 3 of them, counts stored as uint16 with
 gzip compression to stay under 5 MB.
 """
@@ -17,6 +18,7 @@ OUT = Path("src/scssl/datasets/data/kang_ifnb_pbmc_3k.h5ad")
 
 
 def main(source: str) -> None:
+    """Write the subsample of ``source`` to ``OUT``."""
     full = ad.read_h5ad(source)
     rng = np.random.default_rng(0)
     cells = np.sort(rng.choice(full.n_obs, N_CELLS, replace=False))

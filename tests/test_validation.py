@@ -59,7 +59,7 @@ def test_empty_cells_warn_and_embed_without_nan(small_kang):
     x = small_kang.X.tolil()
     x[[0, 1], :] = 0
     small_kang.X = x.tocsr()
-    with pytest.warns(UserWarning, match="2 of 600 cells"):
+    with pytest.warns(UserWarning, match=r"2 of 600 cells"):
         SSLEncoder.setup_anndata(small_kang)
     model = SSLEncoder(small_kang, n_hidden=(32,), n_latent=4)
     model.train(max_epochs=1, enable_progress_bar=False, early_stopping=False)
@@ -69,7 +69,7 @@ def test_empty_cells_warn_and_embed_without_nan(small_kang):
 
 
 def test_missing_layer_and_batch_key_raise_key_errors(small_kang):
-    with pytest.raises(KeyError, match="layer='counts' is not in adata.layers"):
+    with pytest.raises(KeyError, match=r"layer='counts' is not in adata\.layers"):
         SSLEncoder.setup_anndata(small_kang, layer="counts")
     with pytest.raises(KeyError, match="batch_key='donor' is not a column"):
         SSLEncoder.setup_anndata(small_kang, batch_key="donor")

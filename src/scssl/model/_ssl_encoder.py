@@ -150,6 +150,8 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         log_normalized
             Set to ``True`` when the matrix already holds ``normalize_total`` + ``log1p``
             values; they are then used as they are.
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
 
         Raises
         ------
@@ -243,7 +245,7 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        # Inference leaves the module in eval mode; Lightning keeps submodule modes as it finds them.
+        # Inference leaves the module in eval mode, and Lightning keeps the modes it finds.
         self.module.train()
         try:
             return super().train(

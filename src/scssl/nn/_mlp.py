@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 import torch
 import torch.nn.functional as F
@@ -75,7 +76,7 @@ def mlp(
         raise ValueError(f"activation={activation!r}; choose one of {sorted(ACTIVATIONS)}.")
     sizes = [n_input, *hidden]
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
         first = (
             SparseInputLinear(n_in, n_out) if (i == 0 and sparse_input) else nn.Linear(n_in, n_out)
         )

@@ -85,7 +85,7 @@ def run_method(method: str, data: str, epochs: int, seed: int) -> dict:
 
 
 def _training_speed(model, seconds: float) -> dict:
-    epochs = len(model.history["train_loss_epoch"])
+    epochs = len(model.history["train_loss"])
     n_train = len(model.train_indices)
     return {
         "epochs_trained": epochs,

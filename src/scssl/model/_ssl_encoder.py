@@ -50,6 +50,13 @@ def _expression_matrix(adata: AnnData, layer: str | None):
     return adata.layers[layer]
 
 
+def _check_expression(adata: AnnData, layer: str | None, log_normalized: bool) -> None:
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    check_expression_matrix(
+        _expression_matrix(adata, layer), log_normalized=log_normalized, where=where
+    )
+
+
 class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
     """A cell encoder pretrained by self-supervision, as in Richter et al. (ssl_in_scg).
 
@@ -163,10 +170,7 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
 
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        check_expression_matrix(
-            _expression_matrix(adata, layer), log_normalized=log_normalized, where=where
-        )
+        _check_expression(adata, layer, log_normalized)
         check_unique_var_names(adata.var_names)
         if batch_key is not None and batch_key not in adata.obs:
             raise KeyError(
@@ -292,10 +296,7 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             adata, report = align_to_vocabulary(
                 adata, self.gene_vocabulary, layer=layer, min_overlap=min_overlap
             )
-        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        check_expression_matrix(
-            _expression_matrix(adata, layer), log_normalized=self._log_normalized, where=where
-        )
+        _check_expression(adata, layer, self._log_normalized)
         return adata, report
 
     @classmethod

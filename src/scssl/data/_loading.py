@@ -36,6 +36,10 @@ def iterate_minibatches(
         indices = np.flatnonzero(indices)
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
+        if len(chunk) and chunk[-1] - chunk[0] == len(chunk) - 1 and np.all(np.diff(chunk) == 1):
+            # Consecutive rows: one slice, a single sequential read for backed data.
+            yield chunk, to_torch(matrix[int(chunk[0]) : int(chunk[-1]) + 1])
+            continue
         # Backed datasets need increasing indices; restore the requested order afterwards.
         order = np.argsort(chunk, kind="stable")
         block = matrix[chunk[order]]

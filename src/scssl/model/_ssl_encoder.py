@@ -200,6 +200,7 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         devices: int | list[int] | str = "auto",
         datamodule=None,
         plan_kwargs: dict | None = None,
+        block_size: int | None = None,
         **trainer_kwargs,
     ):
         """Pretrain the encoder with its pretext task.
@@ -223,12 +224,19 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         early_stopping_patience
             Epochs without improvement before stopping.
         accelerator, devices
-            Lightning's hardware options.
+            Lightning's hardware options. With ``strategy="ddp"`` (and ``num_nodes=M`` across
+            machines) in ``trainer_kwargs`` each of the ``devices x num_nodes`` ranks trains on
+            its own share of the cells; see ``docs/scaling.md``.
         datamodule
             A ``LightningDataModule`` that yields scvi-tools minibatches, replacing the
             AnnData-based loading.
         plan_kwargs
             Further options of :class:`scvi.train.TrainingPlan`.
+        block_size
+            Minibatches are drawn from shuffled blocks of this many consecutive cells, so
+            backed or sharded data are read from disk in runs (see
+            :class:`scssl.data.BlockShuffleSampler`); ``None``: 64 for data on disk, 1 (a plain
+            shuffle) in memory.
         **trainer_kwargs
             Further options of :class:`scvi.train.Trainer` (Lightning ``Trainer``).
 
@@ -249,6 +257,12 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        # --- scale-out (issue 7): block shuffling for data on disk, DDP rank split
+        datasplitter_kwargs = {
+            "block_size": block_size,
+            **(trainer_kwargs.pop("datasplitter_kwargs", None) or {}),
+        }
+        # --- end scale-out
         # Inference leaves the module in eval mode, and Lightning keeps the modes it finds.
         self.module.train()
         try:
@@ -263,6 +277,7 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
                 early_stopping=early_stopping,
                 plan_kwargs=plan_kwargs,
                 datamodule=datamodule,
+                datasplitter_kwargs=datasplitter_kwargs,
                 **trainer_kwargs,
             )
         finally:

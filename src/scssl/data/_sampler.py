@@ -1,0 +1,135 @@
+"""Minibatch sampling that keeps reads from disk sequential and splits cells across ranks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler
+
+DEFAULT_BLOCK_SIZE = 64
+DEFAULT_WINDOW_BLOCKS = 8
+
+
+def _distributed_rank_and_size() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class BlockShuffleSampler(DistributedSampler):
+    """Yields minibatches of cell positions: shuffled blocks of contiguous cells, split by rank.
+
+    Each epoch, the positions ``0 .. n_obs - 1`` are cut into blocks of ``block_size``
+    consecutive cells and the blocks are put in a random order; cells are then mixed within
+    windows of ``window_blocks`` blocks and cut into minibatches, each sorted. A minibatch thus
+    reads a few runs of consecutive rows from disk instead of ``batch_size`` scattered rows,
+    while every epoch still visits the cells in a new order. ``block_size=1`` is a plain
+    per-cell shuffle.
+
+    Under distributed training (a ``torch.distributed`` process group, as Lightning's DDP sets
+    up), the shuffled sequence is split into ``num_replicas`` equal, disjoint parts: each rank
+    sees distinct cells and every rank runs the same number of steps (up to
+    ``num_replicas - 1`` cells, different each epoch, are left out of an epoch). Every rank
+    must use the same ``seed``.
+
+    It subclasses :class:`~torch.utils.data.DistributedSampler` so that Lightning keeps it
+    instead of wrapping it in a sampler of its own; Lightning calls :meth:`set_epoch`.
+
+    Parameters
+    ----------
+    n_obs
+        Number of positions to sample from.
+    batch_size
+        Cells per minibatch (per rank).
+    block_size
+        Consecutive cells kept together.
+    shuffle
+        Shuffle (training); ``False`` yields positions in order (validation, inference).
+    drop_last
+        Drop the last, incomplete minibatch of each rank.
+    seed
+        Seed of the shuffle; the permutation of epoch ``e`` uses ``(seed, e)``.
+    window_blocks
+        Blocks whose cells are mixed before cutting minibatches.
+    num_replicas, rank
+        Number of ranks and this rank; ``None`` reads them from ``torch.distributed`` when a
+        process group is initialised, else 1 and 0.
+
+    """
+
+    def __init__(
+        self,
+        n_obs: int,
+        batch_size: int = 128,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        seed: int = 0,
+        window_blocks: int = DEFAULT_WINDOW_BLOCKS,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+    ):
+        # DistributedSampler.__init__ needs a dataset and a process group; set its fields here.
+        if batch_size < 1 or block_size < 1 or window_blocks < 1:
+            raise ValueError(
+                f"batch_size ({batch_size}), block_size ({block_size}) and window_blocks "
+                f"({window_blocks}) must be positive."
+            )
+        default_rank, default_size = _distributed_rank_and_size()
+        self.num_replicas = default_size if num_replicas is None else int(num_replicas)
+        self.rank = default_rank if rank is None else int(rank)
+        if not 0 <= self.rank < self.num_replicas:
+            raise ValueError(f"rank={self.rank} is not in [0, {self.num_replicas}).")
+        self.n_obs = int(n_obs)
+        self.batch_size = int(batch_size)
+        self.block_size = int(block_size)
+        self.window_blocks = int(window_blocks)
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = int(seed)
+        self.epoch = 0
+        self.num_samples = self.n_obs // self.num_replicas if self.num_replicas > 1 else self.n_obs
+        self.total_size = self.num_samples * self.num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the permutation of ``epoch`` next (Lightning calls this every epoch)."""
+        self.epoch = int(epoch)
+
+    def positions(self) -> np.ndarray:
+        """This rank's positions for the current epoch, in visiting order."""
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            starts = np.arange(0, self.n_obs, self.block_size)
+            starts = starts[rng.permutation(len(starts))]
+            lengths = np.minimum(self.block_size, self.n_obs - starts)
+            # concatenated ranges start .. start + length - 1, in the shuffled block order
+            offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+            order = np.arange(self.n_obs) + offsets
+        else:
+            rng = None
+            order = np.arange(self.n_obs)
+        mine = order[self.rank * self.num_samples : (self.rank + 1) * self.num_samples].copy()
+        if rng is not None and self.block_size * self.window_blocks > 1:
+            window = self.block_size * self.window_blocks
+            for start in range(0, len(mine), window):
+                rng.shuffle(mine[start : start + window])
+        return mine
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        mine = self.positions()
+        if self.shuffle:
+            self.epoch += 1  # a new order next time, also when set_epoch is not called
+        for start in range(0, len(mine), self.batch_size):
+            batch = mine[start : start + self.batch_size]
+            if self.drop_last and len(batch) < self.batch_size:
+                break
+            yield np.sort(batch)
+
+    def __len__(self) -> int:
+        """Minibatches per epoch on this rank."""
+        if self.drop_last:
+            return self.num_samples // self.batch_size
+        return math.ceil(self.num_samples / self.batch_size)

@@ -1,7 +1,10 @@
-"""From cells to tensors: validation, gene vocabularies and alignment, normalisation, loading."""
+"""From cells to tensors: validation, gene vocabularies and alignment, normalisation, loading
+(in memory, backed, sharded, TileDB-SOMA)."""
 
 from ._loading import iterate_minibatches, to_torch
 from ._normalize import TARGET_SUM, normalize_log1p
+from ._sampler import BlockShuffleSampler
+from ._shards import ShardedAnnData, read_shards
 from ._splitter import SparseDataSplitter
 from ._validation import check_expression_matrix, check_unique_var_names
 from ._vocabulary import (
@@ -14,13 +17,16 @@ from ._vocabulary import (
 __all__ = [
     "TARGET_SUM",
     "AlignmentReport",
+    "BlockShuffleSampler",
     "GeneVocabulary",
+    "ShardedAnnData",
     "SparseDataSplitter",
     "align_to_vocabulary",
     "check_expression_matrix",
     "check_unique_var_names",
     "iterate_minibatches",
     "normalize_log1p",
+    "read_shards",
     "reindex_columns",
     "to_torch",
 ]

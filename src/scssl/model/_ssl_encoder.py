@@ -25,6 +25,7 @@ from scssl.data import (
     check_expression_matrix,
     check_unique_var_names,
     iterate_minibatches,
+    read_shards,
 )
 from scssl.module import SSLModule
 
@@ -140,7 +141,7 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         batch_key: str | None = None,
         log_normalized: bool = False,
         **kwargs,
-    ) -> None:
+    ):
         """Register an AnnData with scssl.
 
         The expression matrix is checked, never modified. scvi-tools records the registration
@@ -149,7 +150,10 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         adata
-            Cells x genes.
+            Cells x genes: an AnnData in memory or backed (``anndata.read_h5ad(path,
+            backed="r")``, read from disk minibatch by minibatch), a
+            :class:`~scssl.data.ShardedAnnData` (:func:`scssl.data.read_shards`), or a list of
+            ``.h5ad`` paths, which is opened with :func:`~scssl.data.read_shards` and returned.
         layer
             Layer with the raw counts; ``None`` uses ``adata.X``.
         batch_key
@@ -160,6 +164,11 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
 
+        Returns
+        -------
+        ``None``; for a list of shards, the opened :class:`~scssl.data.ShardedAnnData` to pass
+        to :class:`SSLEncoder`.
+
         Raises
         ------
         ValueError
@@ -169,6 +178,12 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             When ``layer`` or ``batch_key`` do not exist.
 
         """
+        # --- scale-out (issue 7): a list of .h5ad shards is opened as one backed collection
+        if isinstance(adata, list | tuple):
+            adata = read_shards(adata)
+            cls.setup_anndata(adata, layer, batch_key, log_normalized, **kwargs)
+            return adata
+        # --- end scale-out
         setup_method_args = cls._get_setup_method_args(**locals())
         _check_expression(adata, layer, log_normalized)
         check_unique_var_names(adata.var_names)

@@ -1,10 +1,10 @@
-"""From cells to tensors: validation, gene vocabularies and alignment, normalisation, loading
-(in memory, backed, sharded, TileDB-SOMA)."""
+"""From cells to tensors: validation, gene vocabularies, normalisation, loading (memory, disk)."""
 
 from ._loading import iterate_minibatches, to_torch
 from ._normalize import TARGET_SUM, normalize_log1p
 from ._sampler import BlockShuffleSampler
 from ._shards import ShardedAnnData, read_shards
+from ._soma import SOMADataModule, census_datamodule
 from ._splitter import SparseDataSplitter
 from ._validation import check_expression_matrix, check_unique_var_names
 from ._vocabulary import (
@@ -19,9 +19,11 @@ __all__ = [
     "AlignmentReport",
     "BlockShuffleSampler",
     "GeneVocabulary",
+    "SOMADataModule",
     "ShardedAnnData",
     "SparseDataSplitter",
     "align_to_vocabulary",
+    "census_datamodule",
     "check_expression_matrix",
     "check_unique_var_names",
     "iterate_minibatches",

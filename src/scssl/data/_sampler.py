@@ -99,7 +99,7 @@ class BlockShuffleSampler(DistributedSampler):
         self.epoch = int(epoch)
 
     def positions(self) -> np.ndarray:
-        """This rank's positions for the current epoch, in visiting order."""
+        """Positions of this rank for the current epoch, in visiting order."""
         if self.shuffle:
             rng = np.random.default_rng([self.seed, self.epoch])
             starts = np.arange(0, self.n_obs, self.block_size)

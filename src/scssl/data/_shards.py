@@ -97,7 +97,7 @@ class ShardedAnnData(CollectionAdapter):
         self._var = var
 
     @property
-    def X(self) -> _RowReader:  # noqa: N802 (the AnnData attribute name)
+    def X(self) -> _RowReader:
         return _RowReader(self.collection, None, self.n_vars)
 
     @property
@@ -181,9 +181,7 @@ def read_shards(
         raise ValueError("read_shards expects a list of shards, not a single path or AnnData.")
     if len(shards) == 0:
         raise ValueError("read_shards needs at least one shard.")
-    adatas = [
-        s if isinstance(s, ad.AnnData) else ad.read_h5ad(s, backed="r") for s in shards
-    ]
+    adatas = [s if isinstance(s, ad.AnnData) else ad.read_h5ad(s, backed="r") for s in shards]
     reference = adatas[0].var_names
     for i, a in enumerate(adatas[1:], start=1):
         if not reference.equals(a.var_names):

@@ -85,7 +85,8 @@ class SparseDataSplitter(DataSplitter):
             if self.shuffle_set_split:
                 starts = np.arange(0, n_obs, self.block_size)
                 rng = np.random.RandomState(seed=settings.seed)
-                blocks = [order[s : s + self.block_size] for s in starts[rng.permutation(len(starts))]]
+                starts = starts[rng.permutation(len(starts))]
+                blocks = [order[s : s + self.block_size] for s in starts]
                 order = np.concatenate(blocks)
             self.val_idx = order[: self.n_val]
             self.train_idx = order[self.n_val : self.n_val + self.n_train]

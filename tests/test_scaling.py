@@ -167,3 +167,21 @@ def test_ddp_two_processes(tmp_path):
     adata = scssl.datasets.kang_ifnb_pbmc_demo()[:480].copy()
     model = scssl.model.SSLEncoder.load(str(tmp_path / "model"), adata=adata)
     np.testing.assert_allclose(model.get_latent_representation(), ranks[0]["z"], atol=1e-6)
+
+
+def test_ddp_trainer_kwargs_sync_batchnorm():
+    from torch import nn
+
+    from scssl.train import ddp_trainer_kwargs, uses_ddp
+
+    plain = nn.Sequential(nn.Linear(3, 3))
+    with_bn = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    assert uses_ddp("ddp") and uses_ddp("ddp_find_unused_parameters_true") and not uses_ddp(None)
+    assert ddp_trainer_kwargs(with_bn, "gpu", {"strategy": "ddp"})["sync_batchnorm"] is True
+    assert "sync_batchnorm" not in ddp_trainer_kwargs(plain, "gpu", {"strategy": "ddp"})
+    assert "sync_batchnorm" not in ddp_trainer_kwargs(with_bn, "gpu", {})
+    with pytest.warns(UserWarning, match="per rank"):
+        kwargs = ddp_trainer_kwargs(with_bn, "cpu", {"strategy": "ddp"})
+    assert "sync_batchnorm" not in kwargs
+    explicit = {"strategy": "ddp", "sync_batchnorm": False}
+    assert ddp_trainer_kwargs(with_bn, "gpu", explicit)["sync_batchnorm"] is False

@@ -28,6 +28,7 @@ from scssl.data import (
     read_shards,
 )
 from scssl.module import SSLModule
+from scssl.train import ddp_trainer_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +278,7 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             "block_size": block_size,
             **(trainer_kwargs.pop("datasplitter_kwargs", None) or {}),
         }
+        trainer_kwargs = ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs)
         # --- end scale-out
         # Inference leaves the module in eval mode, and Lightning keeps the modes it finds.
         self.module.train()

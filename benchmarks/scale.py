@@ -78,7 +78,10 @@ def tiled_h5ad(source: Path, n_cells: int, workdir: Path) -> Path:
         reps = np.arange(n_cells) // src.n_obs
         obs = pd.DataFrame(
             {"stim": pd.Categorical(np.resize(src.obs["stim"].to_numpy(), n_cells))},
-            index=[f"{name}-{r}" for name, r in zip(np.resize(src.obs_names, n_cells), reps)],
+            index=[
+                f"{name}-{r}"
+                for name, r in zip(np.resize(src.obs_names, n_cells), reps, strict=True)
+            ],
         )
         write_elem(f, "obs", obs)
         write_elem(f, "var", src.var)
@@ -237,7 +240,9 @@ def measure_first_layer(source: str, batch_size: int, repeats: int) -> dict:
     out["encoder_speedup_sparse_over_dense"] = (
         out["encoder_step_ms_dense"] / out["encoder_step_ms_sparse"]
     )
-    out["model_speedup_sparse_over_dense"] = out["model_step_ms_dense"] / out["model_step_ms_sparse"]
+    out["model_speedup_sparse_over_dense"] = (
+        out["model_step_ms_dense"] / out["model_step_ms_sparse"]
+    )
     out["mean_nonzero_genes_per_cell"] = float(adata.X.getnnz(axis=1).mean())
     return out
 
@@ -319,13 +324,9 @@ def summarise(results: dict) -> dict:
         "encoder_speedup_sparse_over_dense": first.get("encoder_speedup_sparse_over_dense"),
         "targets": {
             "embed_backed_peak_rss_under_4gb": (get("infer_disk", "peak_rss_mb") or 1e9) < 4096,
-            "train_disk_within_2x_of_memory": (
-                _ratio(get("train_disk"), get("train_memory")) or 0
-            )
+            "train_disk_within_2x_of_memory": (_ratio(get("train_disk"), get("train_memory")) or 0)
             >= 0.5,
-            "inference_at_least_scvi": (
-                _ratio(get("infer_disk"), get("scvi_infer_disk")) or 0
-            )
+            "inference_at_least_scvi": (_ratio(get("infer_disk"), get("scvi_infer_disk")) or 0)
             >= 1.0,
             "sparse_first_layer_faster": (first.get("model_speedup_sparse_over_dense") or 0) > 1,
         },
@@ -443,12 +444,9 @@ def write_plot(results: dict, path: Path) -> None:
         "scVI inference (disk)": "scvi_infer_disk",
     }
     for label, kind in series.items():
-        axes[0].plot(
-            sizes, [r.get(kind, {}).get("cells_per_s", np.nan) for _, r in growth], "o-", label=label
-        )
-        axes[1].plot(
-            sizes, [r.get(kind, {}).get("peak_rss_mb", np.nan) for _, r in growth], "o-", label=label
-        )
+        for ax, key in ((axes[0], "cells_per_s"), (axes[1], "peak_rss_mb")):
+            values = [r.get(kind, {}).get(key, np.nan) for _, r in growth]
+            ax.plot(sizes, values, "o-", label=label)
     axes[0].set(xscale="log", yscale="log", xlabel="cells", ylabel="cells / s", title="Throughput")
     axes[1].set(xscale="log", xlabel="cells", ylabel="peak RSS (MB)", title="Peak memory")
     axes[1].axhline(4096, color="grey", ls="--", lw=1)
@@ -465,11 +463,12 @@ def write_plot(results: dict, path: Path) -> None:
     values = [main.get(k, {}).get("cells_per_s", 0) or 0 for k in kinds]
     colors = ["C0", "C0", "C1", "C1", "C2", "C2"]
     bars = axes[2].bar(range(len(kinds)), values, color=colors)
-    for bar, kind in zip(bars, kinds):
+    for bar, kind in zip(bars, kinds, strict=True):
         if kind.endswith("memory"):
             bar.set_alpha(0.5)
     axes[2].set_xticks(range(len(kinds)), [k.replace("_", "\n") for k in kinds], fontsize=7)
-    axes[2].set(ylabel="cells / s", title=f"{results['config']['main_size']:,} cells: disk vs memory")
+    title = f"{results['config']['main_size']:,} cells: disk vs memory"
+    axes[2].set(ylabel="cells / s", title=title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

@@ -204,39 +204,40 @@ def measure_first_layer(source: str, batch_size: int, repeats: int) -> dict:
     n_genes = adata.n_vars
     out: dict = {"n_genes": n_genes, "batch_size": batch_size}
 
-    def timed(step, inputs) -> float:
-        for x in inputs[:3]:
-            step(x)
-        t0 = time.perf_counter()
-        for x in inputs[3:]:
-            step(x)
-        return (time.perf_counter() - t0) / repeats
-
+    steps = {}
     for sparse in (True, False):
+        key = "sparse" if sparse else "dense"
         torch.manual_seed(0)
         encoder = mlp(n_genes, (512, 512, 256, 256), 64, sparse_input=sparse)
-        inputs = [normalize_log1p(x) for x in batches]
-        if not sparse:
-            inputs = [x.to_dense() for x in inputs]
-
-        def encoder_step(x, encoder=encoder):
-            encoder.zero_grad()
-            encoder(x).pow(2).mean().backward()
-
+        normalized = [normalize_log1p(x) for x in batches]
         module = SSLModule(n_genes)
         if not sparse:
             module.encoder = mlp(n_genes, (512, 512, 256, 256), 64, sparse_input=False)
         module.train()
-        raw = batches if sparse else [x.to_dense() for x in batches]
 
-        def model_step(x, module=module):
+        def encoder_step(i, encoder=encoder, inputs=normalized, sparse=sparse):
+            x = inputs[i] if sparse else inputs[i].to_dense()
+            encoder.zero_grad()
+            encoder(x).pow(2).mean().backward()
+
+        def model_step(i, module=module, sparse=sparse):
+            x = batches[i] if sparse else batches[i].to_dense()
             module.zero_grad()
             _, _, losses = module({"X": x, "batch": torch.zeros(x.shape[0], 1)})
             losses.loss.backward()
 
-        key = "sparse" if sparse else "dense"
-        out[f"encoder_step_ms_{key}"] = 1000 * timed(encoder_step, inputs)
-        out[f"model_step_ms_{key}"] = 1000 * timed(model_step, raw)
+        steps[f"encoder_step_ms_{key}"] = encoder_step
+        steps[f"model_step_ms_{key}"] = model_step
+    # Interleave sparse and dense steps so that a change in machine load hits both alike;
+    # medians after 3 warm-up steps.
+    times: dict = {name: [] for name in steps}
+    for i in range(repeats + 3):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(i)
+            times[name].append(time.perf_counter() - t0)
+    for name, values in times.items():
+        out[name] = 1000 * float(np.median(values[3:]))
     out["encoder_speedup_sparse_over_dense"] = (
         out["encoder_step_ms_dense"] / out["encoder_step_ms_sparse"]
     )

@@ -1,5 +1,12 @@
 """From cells to tensors: validation, gene vocabularies, normalisation, loading (memory, disk)."""
 
+from ._gene_sets import (
+    EncodedGeneSets,
+    encode_gene_sets,
+    encode_tf_programmes,
+    load_gene_sets,
+    read_gmt,
+)
 from ._loading import iterate_minibatches, to_torch
 from ._normalize import TARGET_SUM, normalize_log1p
 from ._sampler import BlockShuffleSampler
@@ -18,6 +25,7 @@ __all__ = [
     "TARGET_SUM",
     "AlignmentReport",
     "BlockShuffleSampler",
+    "EncodedGeneSets",
     "GeneVocabulary",
     "SOMADataModule",
     "ShardedAnnData",
@@ -26,8 +34,12 @@ __all__ = [
     "census_datamodule",
     "check_expression_matrix",
     "check_unique_var_names",
+    "encode_gene_sets",
+    "encode_tf_programmes",
     "iterate_minibatches",
+    "load_gene_sets",
     "normalize_log1p",
+    "read_gmt",
     "read_shards",
     "reindex_columns",
     "to_torch",

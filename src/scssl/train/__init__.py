@@ -1,5 +1,6 @@
-"""Training helpers where scvi-tools' do not fit: distributed-training options."""
+"""Training callbacks and options where scvi-tools' training plan does not fit."""
 
+from ._callbacks import TargetNetworkUpdate
 from ._distributed import ddp_trainer_kwargs, has_batch_norm, uses_ddp
 
-__all__ = ["ddp_trainer_kwargs", "has_batch_norm", "uses_ddp"]
+__all__ = ["TargetNetworkUpdate", "ddp_trainer_kwargs", "has_batch_norm", "uses_ddp"]

@@ -136,7 +136,8 @@ def test_read_shards_errors(small_kang, tmp_path):
 
 
 # --------------------------------------------------------------------- DDP
-def test_ddp_two_processes(tmp_path):
+@pytest.mark.parametrize("pretext", ["random_mask", "byol"])
+def test_ddp_two_processes(tmp_path, pretext):
     """``train(accelerator="cpu", devices=2, strategy="ddp")``: two gloo ranks, distinct cells."""
     script = Path(__file__).parent / "scripts" / "ddp_train.py"
     src = Path(scssl.__file__).resolve().parents[1]
@@ -145,7 +146,7 @@ def test_ddp_two_processes(tmp_path):
     for key in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
     result = subprocess.run(
-        [sys.executable, str(script), str(tmp_path)],
+        [sys.executable, str(script), str(tmp_path), pretext],
         env=env,
         capture_output=True,
         text=True,
@@ -159,10 +160,17 @@ def test_ddp_two_processes(tmp_path):
     cells0, cells1 = ranks[0]["cells"], ranks[1]["cells"]
     assert len(cells0) == len(cells1) == 180
     assert len(np.intersect1d(cells0, cells1)) == 0
-    # gradients were all-reduced: identical weights, identical embeddings of the right shape
+    # gradients were all-reduced (plain "ddp": every parameter got a gradient, else DDP fails):
+    # identical weights and buffers, identical embeddings of the right shape
     np.testing.assert_array_equal(ranks[0]["params"], ranks[1]["params"])
+    np.testing.assert_array_equal(ranks[0]["states"], ranks[1]["states"])
     assert ranks[0]["z"].shape == (480, 8)
     np.testing.assert_array_equal(ranks[0]["z"], ranks[1]["z"])
+    if pretext == "byol":
+        # the EMA target moved during training and is the same network on both ranks
+        before, after = ranks[0]["target_before"], ranks[0]["target_after"]
+        assert before.size > 0 and not np.array_equal(before, after)
+        np.testing.assert_array_equal(after, ranks[1]["target_after"])
     # post-training work ran on rank 0: the saved model loads and embeds the same
     adata = scssl.datasets.kang_ifnb_pbmc_demo()[:480].copy()
     model = scssl.model.SSLEncoder.load(str(tmp_path / "model"), adata=adata)

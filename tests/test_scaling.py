@@ -80,6 +80,8 @@ def test_backed_and_sharded_embeddings_equal_in_memory(trained_model, kang_demo,
     np.testing.assert_allclose(
         trained_model.get_latent_representation(collection), in_memory, rtol=1e-5, atol=1e-6
     )
+    scssl.tl.embed(collection, trained_model)
+    np.testing.assert_allclose(collection.obsm["X_scssl"], in_memory, rtol=1e-5, atol=1e-6)
     # a subset in a scrambled order comes back in that order
     idx = np.array([599, 3, 260, 251, 10])
     np.testing.assert_allclose(

@@ -95,6 +95,7 @@ class ShardedAnnData(CollectionAdapter):
         # An instance attribute: CollectionAdapter.uns is one dict shared by every adapter.
         self.uns = {}
         self._var = var
+        self._obsm: dict = {}
 
     @property
     def X(self) -> _RowReader:
@@ -134,7 +135,11 @@ class ShardedAnnData(CollectionAdapter):
 
     @property
     def obsm(self) -> dict:
-        return {}
+        """Per-cell arrays held in memory by the collection (e.g. ``tl.embed`` results).
+
+        The shard files are not modified.
+        """
+        return self._obsm
 
     @property
     def shard_sizes(self) -> list[int]:
@@ -167,7 +172,7 @@ def read_shards(
     -------
     An AnnData-like object for :meth:`scssl.model.SSLEncoder.setup_anndata`,
     :meth:`~scssl.model.SSLEncoder.get_latent_representation` and :func:`scssl.tl.embed`
-    (which returns the embedding instead of writing it, as the shards are read-only).
+    (which writes into the collection's in-memory ``obsm``, not into the read-only shards).
 
     Raises
     ------

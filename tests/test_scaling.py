@@ -92,7 +92,7 @@ def test_backed_and_sharded_embeddings_equal_in_memory(trained_model, kang_demo,
     )
 
 
-def test_training_from_backed_and_shards(kang_on_disk):
+def test_training_from_backed_and_shards(kang_on_disk, tmp_path):
     path, shards = kang_on_disk
     scvi.settings.seed = 0
     backed = ad.read_h5ad(path, backed="r")
@@ -118,6 +118,10 @@ def test_training_from_backed_and_shards(kang_on_disk):
         2,
         collection.n_vars,
     )
+    model.save(tmp_path / "model")
+    reopened = read_shards(shards)
+    loaded = scssl.model.SSLEncoder.load(str(tmp_path / "model"), adata=reopened)
+    np.testing.assert_array_equal(loaded.get_latent_representation(), z)
 
 
 def test_in_memory_training_keeps_plain_shuffle(small_kang):

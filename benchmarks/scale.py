@@ -53,11 +53,17 @@ def _peak_rss_mb() -> float:
 
 # --------------------------------------------------------------------- data
 def tiled_h5ad(source: Path, n_cells: int, workdir: Path) -> Path:
-    """A backed .h5ad of ``n_cells`` cells: the source's cells repeated, written in chunks."""
+    """A backed .h5ad of ``n_cells`` cells: the source's cells repeated, written tile by tile.
+
+    The CSR arrays are written as anndata writes an uncompressed sparse matrix (contiguous
+    HDF5 datasets, ``encoding-type: csr_matrix``), with their final sizes known up front, so
+    no more than one tile is in memory. (Growing datasets with ``append`` would give tiny HDF5
+    chunks, whose index alone costs gigabytes to read.)
+    """
     import anndata as ad
     import h5py
     import pandas as pd
-    from anndata.io import sparse_dataset, write_elem
+    from anndata.io import write_elem
 
     path = workdir / f"kang_tiled_{n_cells}.h5ad"
     if path.exists():
@@ -66,16 +72,25 @@ def tiled_h5ad(source: Path, n_cells: int, workdir: Path) -> Path:
                 return path
     src = ad.read_h5ad(source)
     matrix = src.X.tocsr()
+    matrix.sort_indices()
+    n_src = src.n_obs
+    row_nnz = np.diff(matrix.indptr)[np.arange(n_cells) % n_src]
+    indptr = np.concatenate([[0], np.cumsum(row_nnz, dtype=np.int64)])
     tmp = path.with_suffix(".partial")
     with h5py.File(tmp, "w") as f:
-        write_elem(f, "X", matrix[:0])
-        X = sparse_dataset(f["X"])
-        done = 0
-        while done < n_cells:
-            k = min(src.n_obs, n_cells - done)
-            X.append(matrix[:k])
-            done += k
-        reps = np.arange(n_cells) // src.n_obs
+        group = f.create_group("X")
+        group.attrs["encoding-type"] = "csr_matrix"
+        group.attrs["encoding-version"] = "0.1.0"
+        group.attrs["shape"] = np.array([n_cells, src.n_vars])
+        data = group.create_dataset("data", shape=(indptr[-1],), dtype=matrix.data.dtype)
+        indices = group.create_dataset("indices", shape=(indptr[-1],), dtype=np.int32)
+        group.create_dataset("indptr", data=indptr)
+        for first in range(0, n_cells, n_src):
+            k = min(n_src, n_cells - first)
+            start, nnz = indptr[first], matrix.indptr[k]
+            data[start : start + nnz] = matrix.data[:nnz]
+            indices[start : start + nnz] = matrix.indices[:nnz].astype(np.int32)
+        reps = np.arange(n_cells) // n_src
         obs = pd.DataFrame(
             {"stim": pd.Categorical(np.resize(src.obs["stim"].to_numpy(), n_cells))},
             index=[

@@ -166,7 +166,7 @@ def measure_train(path: str, where: str, steps: int, warmup: int, batch_size: in
         "seconds_timed": seconds,
         "seconds_total": total,
         "rss_after_loading_mb": rss_loaded,
-        "block_size": model.trainer.train_dataloader.sampler.block_size,
+        "block_size": getattr(model.trainer.train_dataloader.sampler, "block_size", 1),
     }
 
 

@@ -29,9 +29,10 @@ class SparseDataSplitter(DataSplitter):
     - The train/validation split and the minibatches are made of blocks of ``block_size``
       consecutive cells (see :class:`~scssl.data.BlockShuffleSampler`), so that a backed
       ``.h5ad`` or a list of shards is read in runs of rows rather than row by row.
-      ``block_size=1`` (the default for in-memory data) is scvi-tools' per-cell shuffle.
+      With ``block_size=1`` (the default for in-memory data) and one process, scvi-tools' own
+      loaders and per-cell shuffle are used unchanged.
     - Under DDP every rank reads its own, disjoint share of the cells with the same number of
-      steps per epoch.
+      steps per epoch (the block sampler, whatever the block size).
 
     Parameters
     ----------
@@ -69,16 +70,22 @@ class SparseDataSplitter(DataSplitter):
             batch_size=self.batch_size,
             **kwargs,
         )
-        self.data_loader_kwargs.pop("batch_size", None)
         self.block_size = (
             default_block_size(adata_manager.adata) if block_size is None else int(block_size)
         )
         self.distributed_sampler = distributed_sampler
 
+    @property
+    def uses_block_sampler(self) -> bool:
+        """Whether minibatches come from :class:`BlockShuffleSampler` (disk data or DDP)."""
+        return self.block_size > 1 or self.distributed_sampler
+
     def setup(self, stage: str | None = None):
         """Split cells into train/validation/test sets made of whole blocks, each sorted."""
         if self.external_indexing is not None or self.block_size == 1:
             super().setup(stage)
+            if not self.uses_block_sampler:
+                return
         else:
             n_obs = self.adata_manager.adata.n_obs
             order = np.arange(n_obs)
@@ -107,6 +114,7 @@ class SparseDataSplitter(DataSplitter):
             num_replicas=None if self.distributed_sampler else 1,
             rank=None if self.distributed_sampler else 0,
         )
+        kwargs = {k: v for k, v in self.data_loader_kwargs.items() if k != "batch_size"}
         return self.data_loader_cls(
             self.adata_manager,
             indices=indices,
@@ -116,21 +124,27 @@ class SparseDataSplitter(DataSplitter):
             collate_fn=_single,
             load_sparse_tensor=self.load_sparse_tensor,
             pin_memory=self.pin_memory,
-            **self.data_loader_kwargs,
+            **kwargs,
         )
 
     def train_dataloader(self):
         """Training minibatches: shuffled blocks, this rank's share under DDP."""
+        if not self.uses_block_sampler:
+            return super().train_dataloader()
         return self._loader(self.train_idx, shuffle=True, drop_last=self.drop_last)
 
     def val_dataloader(self):
         """Validation minibatches in order, this rank's share under DDP."""
+        if not self.uses_block_sampler:
+            return super().val_dataloader()
         if len(self.val_idx) > 0:
             return self._loader(self.val_idx, shuffle=False, drop_last=False)
         return None
 
     def test_dataloader(self):
         """Test minibatches in order, this rank's share under DDP."""
+        if not self.uses_block_sampler:
+            return super().test_dataloader()
         if len(self.test_idx) > 0:
             return self._loader(self.test_idx, shuffle=False, drop_last=False)
         return None

@@ -1,5 +1,6 @@
 """Metrics and baselines for benchmarking scssl against the tools users would pick instead."""
 
+from . import metrics
 from ._baselines import (
     highly_variable_genes,
     log_normalize,
@@ -9,6 +10,16 @@ from ._baselines import (
 )
 from ._knn import knn_transfer
 from ._metrics import accuracy, macro_f1
+from ._protein_baselines import ridge_protein_prediction, totalvi_protein_prediction
+from .metrics import (
+    mse,
+    pearson_flattened,
+    pearson_per_cell,
+    pearson_per_protein,
+    protein_prediction_scores,
+    spearman_flattened,
+    spearman_per_protein,
+)
 
 __all__ = [
     "accuracy",
@@ -17,6 +28,16 @@ __all__ = [
     "log_normalize",
     "logistic_regression_transfer",
     "macro_f1",
+    "metrics",
+    "mse",
     "pca_embedding",
+    "pearson_flattened",
+    "pearson_per_cell",
+    "pearson_per_protein",
+    "protein_prediction_scores",
+    "ridge_protein_prediction",
     "scvi_embedding",
+    "spearman_flattened",
+    "spearman_per_protein",
+    "totalvi_protein_prediction",
 ]

@@ -6,6 +6,7 @@ import logging
 import warnings
 
 import anndata as ad
+import mudata
 import pandas as pd
 from mudata import MuData
 
@@ -111,8 +112,9 @@ def predict_protein(
             var=pd.DataFrame(index=pd.Index(model.protein_names)),
         )
         predicted.uns["scssl"] = info
-        with warnings.catch_warnings():
-            # Protein names may equal gene names (CD19 gene and CD19 protein); muon warns.
+        with warnings.catch_warnings(), mudata.set_options(pull_on_update=False):
+            # Protein names may equal gene names (CD19 gene and CD19 protein) and genes may be
+            # duplicated; mudata's legacy update cannot order such names, the current one can.
             warnings.filterwarnings("ignore", message=".*not unique.*")
             data.mod[key_added] = predicted
             data.update()

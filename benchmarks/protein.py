@@ -149,6 +149,7 @@ def run_totalvi(rna, prot, test, args) -> tuple[pd.DataFrame, dict]:
         max_epochs=args.totalvi_epochs,
         seed=args.seed,
         enable_progress_bar=False,
+        early_stopping=True,
     )
     info = {
         "seconds": time.perf_counter() - t0,
@@ -312,6 +313,13 @@ def main() -> None:
             f"per cell {scores['pearson_mean_per_cell']:.4f}",
             flush=True,
         )
+        # Re-read before writing: several invocations (methods) may run at the same time.
+        if JSON_PATH.exists():
+            on_disk = json.loads(JSON_PATH.read_text())
+            on_disk["methods"].update(results["methods"])
+            results["methods"] = on_disk["methods"]
+        if PRED_PATH.exists():
+            predictions = pd.read_csv(PRED_PATH, index_col=0)
         for p in truth.columns:
             predictions[f"{method}|{p}"] = prediction[p].to_numpy()
         JSON_PATH.write_text(json.dumps(results, indent=2))

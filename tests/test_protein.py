@@ -65,11 +65,13 @@ def _setup(mdata, **kwargs):
         SSLProteinPredictor.setup_mudata(mdata, **kwargs)
 
 
-@pytest.fixture
-def trained_predictor(citeseq):
+@pytest.fixture(scope="module")
+def trained_predictor():
+    """A predictor trained briefly on its own copy of the synthetic data (read-only tests)."""
+    mdata = _mudata(*_synthetic_citeseq())
     scvi.settings.seed = 0
-    _setup(citeseq)
-    return _train(SSLProteinPredictor(citeseq, **SMALL))
+    _setup(mdata)
+    return _train(SSLProteinPredictor(mdata, **SMALL))
 
 
 # ------------------------------------------------------------------ setup validation
@@ -201,7 +203,7 @@ def test_prediction_errors(trained_predictor, citeseq):
 def test_learns_the_rna_protein_relationship(citeseq):
     scvi.settings.seed = 0
     _setup(citeseq)
-    model = _train(SSLProteinPredictor(citeseq, **SMALL), epochs=15)
+    model = _train(SSLProteinPredictor(citeseq, **SMALL), epochs=8)
     truth = np.log1p(citeseq.mod["prot"].X.toarray())
     scores = metrics.protein_prediction_scores(truth, model.predict_protein().to_numpy())
     assert scores["pearson_mean_per_protein"] > 0.8

@@ -128,6 +128,7 @@ def run_scssl(variant, rna, prot, test, args) -> tuple[pd.DataFrame, dict]:
     t0 = time.perf_counter()
     model.train(
         max_epochs=args.finetune_epochs,
+        batch_size=args.finetune_batch_size,
         lr=lr,
         early_stopping_patience=args.patience,
         enable_progress_bar=False,
@@ -135,6 +136,7 @@ def run_scssl(variant, rna, prot, test, args) -> tuple[pd.DataFrame, dict]:
     info["finetune_seconds"] = time.perf_counter() - t0
     info["finetune_epochs"] = len(model.history["train_loss"])
     info["lr"] = lr
+    info["batch_size"] = args.finetune_batch_size
     return model.predict_protein(rna[test].copy()), info
 
 
@@ -256,9 +258,11 @@ def main() -> None:
     parser.add_argument("--pretrain-epochs", type=int, default=50)
     parser.add_argument("--finetune-epochs", type=int, default=100)
     parser.add_argument("--patience", type=int, default=10)
+    parser.add_argument("--finetune-batch-size", type=int, default=128)
     parser.add_argument("--totalvi-epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reset", action="store_true", help="start a fresh JSON")
+    parser.add_argument("--tag", default="", help="suffix of the method names in the results")
     args = parser.parse_args()
 
     import torch
@@ -298,7 +302,7 @@ def main() -> None:
             )
             scores = protein_prediction_scores(truth, background)
             scores["info"] = {"include_protein_background": True}
-            results["methods"]["totalvi_with_background"] = scores
+            results["methods"][f"totalvi_with_background{args.tag}"] = scores
         elif method == "ridge":
             prediction, info = run_ridge(rna, prot, test, args)
         else:
@@ -306,6 +310,7 @@ def main() -> None:
         prediction = prediction.loc[truth.index, truth.columns]
         scores = protein_prediction_scores(truth, prediction)
         scores["info"] = info
+        method = f"{method}{args.tag}"
         results["methods"][method] = scores
         print(
             f"{method}: Pearson flattened {scores['pearson_flattened']:.4f}, per protein "

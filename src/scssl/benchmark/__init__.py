@@ -9,16 +9,18 @@ from ._baselines import (
     scvi_embedding,
 )
 from ._knn import knn_transfer
-from ._metrics import accuracy, macro_f1
 from ._protein_baselines import ridge_protein_prediction, totalvi_protein_prediction
 from .metrics import (
-    mse,
+    accuracy,
+    macro_f1,
+    mean_squared_error,
     pearson_flattened,
     pearson_per_cell,
     pearson_per_protein,
     protein_prediction_scores,
     spearman_flattened,
     spearman_per_protein,
+    weighted_explained_variance,
 )
 
 __all__ = [
@@ -28,8 +30,8 @@ __all__ = [
     "log_normalize",
     "logistic_regression_transfer",
     "macro_f1",
+    "mean_squared_error",
     "metrics",
-    "mse",
     "pca_embedding",
     "pearson_flattened",
     "pearson_per_cell",
@@ -40,4 +42,5 @@ __all__ = [
     "spearman_flattened",
     "spearman_per_protein",
     "totalvi_protein_prediction",
+    "weighted_explained_variance",
 ]

@@ -378,6 +378,13 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
                 f"encoder must be a trained scssl.model.SSLEncoder, got {type(encoder).__name__}."
             )
         encoder._check_if_trained(warn=True)
+        if getattr(encoder.module, "batch_centering", False):
+            raise ValueError(
+                "This SSLEncoder centres its input per batch (batch_centering=True); "
+                "SSLProteinPredictor.from_encoder does not carry the per-batch centring over yet. "
+                "Use an encoder trained without batch_centering, and pass batch_key= here to give "
+                "the protein head a batch covariate."
+            )
         if isinstance(mdata, AnnData) or not isinstance(mdata, MuData):
             raise TypeError(
                 f"from_encoder needs a MuData, got {type(mdata).__name__}. Build one with "

@@ -88,7 +88,7 @@ def model_card(model) -> dict:
             "n_batches": int(model.summary_stats.n_batch),
             "is_trained": bool(model.is_trained_),
             "history_epochs": (
-                int(len(model.history_["train_loss_epoch"]))
+                len(model.history_["train_loss_epoch"])
                 if getattr(model, "history_", None) and "train_loss_epoch" in model.history_
                 else None
             ),

@@ -76,7 +76,7 @@ def pickle_globals(path: str | Path) -> list[str]:
                     found.append(str(arg).replace(" ", "."))
                 elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
                     found.append(f"{strings[-2]}.{strings[-1]}")
-        except Exception:  # noqa: BLE001 - a scan of a damaged stream reports what it saw
+        except Exception:  # a scan of a damaged stream reports what it saw
             pass
     return sorted(set(found))
 

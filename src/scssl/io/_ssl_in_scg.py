@@ -30,6 +30,7 @@ import inspect
 import logging
 import re
 from collections.abc import Sequence
+from itertools import pairwise
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -204,7 +205,7 @@ def _linear_stack(tensors: dict, prefix: str, path) -> list[tuple[int, torch.Ten
             f"{path}: linear layers at '{prefix}{{{','.join(map(str, indices))}}}'; the study's "
             f"MLP (Linear, activation, Dropout per layer) puts them at {expected}."
         )
-    for (i, w, _), (j, v, _) in zip(layers, layers[1:], strict=False):
+    for (i, w, _), (j, v, _) in pairwise(layers):
         if v.shape[1] != w.shape[0]:
             raise ValueError(
                 f"{path}: '{prefix}{j}.weight' has shape {tuple(v.shape)} but "
@@ -263,7 +264,7 @@ def read_ssl_in_scg(checkpoint: str | Path, kind: str = "auto") -> SslInScgCheck
             f"(e.g. {list(tensors)[:5]}). Use kind='auto'."
         )
 
-    prefix = next((p for p in _ENCODER_PREFIXES[kind] if any(k.startswith(p) for k in tensors)))
+    prefix = next(p for p in _ENCODER_PREFIXES[kind] if any(k.startswith(p) for k in tensors))
     layers = _linear_stack(tensors, prefix, path)
     notes: list[str] = []
     head: dict[str, torch.Tensor] = {}
@@ -278,7 +279,8 @@ def read_ssl_in_scg(checkpoint: str | Path, kind: str = "auto") -> SslInScgCheck
 
     extra: dict[str, torch.Tensor] = {}
     if kind.startswith("masked_autoencoder"):
-        decoder_prefix = "decoder.0." if any(k.startswith("decoder.0.0.") for k in tensors) else None
+        has_decoder = any(k.startswith("decoder.0.0.") for k in tensors)
+        decoder_prefix = "decoder.0." if has_decoder else None
         if decoder_prefix is None:
             notes.append("no decoder in the checkpoint")
         else:
@@ -499,8 +501,10 @@ def encoder_from_ssl_in_scg(
 
 @dataclass
 class SslInScgClassifier:
-    """A fine-tuned ssl_in_scg classifier mapped onto the :class:`~scssl.model.SSLClassifier`
-    parameter names (``encoder.*``, ``head.2.*``)."""
+    """A fine-tuned ssl_in_scg classifier under SSLClassifier's parameter names.
+
+    ``state_dict`` holds ``encoder.*`` and ``head.2.*`` (see :class:`~scssl.model.SSLClassifier`).
+    """
 
     state_dict: dict[str, torch.Tensor]
     labels: list[str]

@@ -179,9 +179,7 @@ def _relu(x):
 def numpy_forward(state: dict, prefix: str, x: np.ndarray, activation="selu", n_layers=None):
     """Study MLP on ``x``: linear layers at prefix{0,3,...}, activation between, none last."""
     act = _selu if activation == "selu" else _relu
-    indices = sorted(
-        {int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)}
-    )
+    indices = sorted({int(k[len(prefix) :].split(".")[0]) for k in state if k.startswith(prefix)})
     if n_layers is not None:
         indices = indices[:n_layers]
     h = x.astype(np.float64)

@@ -88,8 +88,5 @@ def read_gene_list(genes) -> GeneVocabulary:
                 f"{where}: column {column!r} has {int(frame[column].isna().sum())} missing values."
             )
     ids = None if id_column is None else frame[id_column].astype(str).tolist()
-    symbols = (
-        frame[symbol_column].astype(str).tolist() if symbol_column is not None else list(ids)
-    )
+    symbols = frame[symbol_column].astype(str).tolist() if symbol_column is not None else list(ids)
     return GeneVocabulary(symbols, ids)
-

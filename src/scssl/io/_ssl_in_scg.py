@@ -30,8 +30,8 @@ import inspect
 import logging
 import re
 from collections.abc import Sequence
-from itertools import pairwise
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import anndata as ad

@@ -1,5 +1,6 @@
 """Metrics and baselines for benchmarking scssl against the tools users would pick instead."""
 
+from . import metrics
 from ._baselines import (
     highly_variable_genes,
     log_normalize,
@@ -8,7 +9,7 @@ from ._baselines import (
     scvi_embedding,
 )
 from ._knn import knn_transfer
-from ._metrics import accuracy, macro_f1
+from .metrics import accuracy, macro_f1, mean_squared_error, weighted_explained_variance
 
 __all__ = [
     "accuracy",
@@ -17,6 +18,9 @@ __all__ = [
     "log_normalize",
     "logistic_regression_transfer",
     "macro_f1",
+    "mean_squared_error",
+    "metrics",
     "pca_embedding",
     "scvi_embedding",
+    "weighted_explained_variance",
 ]

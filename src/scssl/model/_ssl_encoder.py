@@ -19,14 +19,20 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.data import (
     AlignmentReport,
+    EncodedGeneSets,
     GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
     check_expression_matrix,
     check_unique_var_names,
+    encode_gene_sets,
+    encode_tf_programmes,
     iterate_minibatches,
+    load_gene_sets,
 )
 from scssl.module import SSLModule
+from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
+from scssl.train import TargetNetworkUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,30 @@ def _expression_matrix(adata: AnnData, layer: str | None):
     return adata.layers[layer]
 
 
+def _encode_programmes(
+    pretext: str, gene_sets, vocabulary: GeneVocabulary, min_targets: int
+) -> tuple[dict[str, list[str]] | None, EncodedGeneSets | None]:
+    """Gene sets as a plain dict (saved with the model) and encoded onto the vocabulary."""
+    if pretext not in ("gene_programme_mask", "programme_to_tf"):
+        if gene_sets is not None:
+            raise ValueError(
+                f"gene_sets is used by pretext='gene_programme_mask' or 'programme_to_tf', not "
+                f"{pretext!r}; drop gene_sets or choose one of those pretexts."
+            )
+        return None, None
+    if gene_sets is None:
+        if pretext == "programme_to_tf":
+            raise ValueError(
+                "pretext='programme_to_tf' needs gene_sets=: TF -> target programmes (a GMT path "
+                "or a dict {TF symbol: [target symbols]}), e.g. CollecTRI regulons."
+            )
+        gene_sets = "hallmark"
+    gene_sets = load_gene_sets(gene_sets)
+    if pretext == "gene_programme_mask":
+        return gene_sets, encode_gene_sets(gene_sets, vocabulary)
+    return gene_sets, encode_tf_programmes(gene_sets, vocabulary, min_targets)
+
+
 def _check_expression(adata: AnnData, layer: str | None, log_normalized: bool) -> None:
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     check_expression_matrix(
@@ -71,23 +101,51 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         AnnData registered with :meth:`setup_anndata`. Its genes become the model's gene
         vocabulary; other data are aligned to it by symbol or Ensembl ID.
     pretext
-        Self-supervised task. ``"random_mask"``: mask each gene with probability ``mask_rate``,
-        reconstruct the masked entries (mean squared error on them only).
+        Self-supervised task (see the *Pretext tasks* docs page):
+
+        - ``"random_mask"``: hide each gene with probability ``mask_rate`` (0.5), reconstruct the
+          hidden entries.
+        - ``"gene_programme_mask"``: hide whole gene programmes of ``gene_sets``
+          (``int(n_programmes * mask_rate)`` per minibatch, ``mask_rate`` 0.25), reconstruct them.
+        - ``"programme_to_tf"``: show only the targets of one TF programme of ``gene_sets``
+          (TF -> targets) per cell, predict the TF (and, weighted by ``tf_rest_weight``, the
+          other hidden genes).
+        - ``"byol"``: BYOL on two augmented views with an EMA target network.
+        - ``"barlow_twins"``: Barlow Twins on an augmented view and the cell itself.
+    gene_sets
+        Gene programmes for ``gene_programme_mask`` (``"hallmark"``, the default, a GMT path or a
+        dict ``{name: [symbols]}``) or TF -> targets programmes for ``programme_to_tf`` (set
+        names are TF symbols). Matched to the model genes by symbol; stored with the model.
+    likelihood
+        Masked pretexts: ``"mse"`` on log1p-normalised values (the study's default) or ``"nb"``,
+        the negative-binomial log-likelihood of the counts.
     n_latent
         Embedding size.
     n_hidden
         Hidden layer sizes of the encoder; the decoder mirrors them.
     dropout_rate
-        Dropout after each hidden activation (0.1 in the study for masking).
+        Dropout after each hidden activation; default 0.1 for masked pretexts, 0.0 for
+        contrastive ones (the study).
     activation
         ``"selu"`` (the study), ``"relu"`` or ``"gelu"``.
     mask_rate
-        Share of genes masked per cell (0.5 was best in the study).
+        Share of genes (``random_mask``, default 0.5) or programmes (``gene_programme_mask``,
+        default 0.25) hidden.
+    min_targets
+        ``programme_to_tf``: a TF programme is used when its TF and at least this many of its
+        targets are model genes.
+    **pretext_kwargs
+        Further options of the pretext, passed to :class:`scssl.module.SSLModule`:
+        ``tf_rest_weight`` (1.0), ``views`` (augmentations of the two views, e.g.
+        ``(("negbin", "dropout"), ())``), ``negbin_intensity`` (0.1), ``dropout_intensity`` (0.1),
+        ``projection_hidden`` (4096), ``projection_dim`` (256), ``ema_decay_base`` (0.99),
+        ``ema_cosine`` (False), ``projector_sizes`` ((256, 256, 512, 512)), ``lambda_offdiag``
+        (0.0051).
 
     Examples
     --------
     >>> scssl.model.SSLEncoder.setup_anndata(adata, layer="counts")
-    >>> model = scssl.model.SSLEncoder(adata)
+    >>> model = scssl.model.SSLEncoder(adata, pretext="gene_programme_mask", gene_sets="hallmark")
     >>> model.train(max_epochs=50)
     >>> adata.obsm["X_scssl"] = model.get_latent_representation()
 
@@ -100,34 +158,55 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         self,
         adata: AnnData,
         pretext: str = "random_mask",
+        gene_sets: str | Path | dict[str, list[str]] | None = None,
+        likelihood: str = "mse",
         n_latent: int = 64,
         n_hidden: Sequence[int] = (512, 512, 256, 256),
-        dropout_rate: float = 0.1,
+        dropout_rate: float | None = None,
         activation: str = "selu",
-        mask_rate: float = 0.5,
+        mask_rate: float | None = None,
+        min_targets: int = 5,
+        **pretext_kwargs,
     ):
         if adata is None:
             raise ValueError(
                 "SSLEncoder needs an AnnData registered with SSLEncoder.setup_anndata(adata)."
             )
+        if pretext not in PRETEXTS:
+            raise ValueError(f"pretext={pretext!r} is not known; choose one of {list(PRETEXTS)}.")
         super().__init__(adata)
         setup_args = self.adata_manager.registry["setup_args"]
+        vocabulary = GeneVocabulary.from_adata(adata)
+        gene_sets, programmes = _encode_programmes(pretext, gene_sets, vocabulary, min_targets)
+        masked = pretext in MASKED_PRETEXTS
+        if dropout_rate is None:
+            dropout_rate = 0.1 if masked else 0.0
+        if mask_rate is None:
+            mask_rate = 0.25 if pretext == "gene_programme_mask" else 0.5
         self.module = self._module_cls(
             self.summary_stats.n_vars,
             n_batch=self.summary_stats.n_batch,
             pretext=pretext,
+            likelihood=likelihood,
             n_latent=n_latent,
             n_hidden=tuple(n_hidden),
             dropout_rate=dropout_rate,
             activation=activation,
             mask_rate=mask_rate,
             log_normalized=setup_args["log_normalized"],
+            programme_members=None if programmes is None else programmes.members,
+            tf_index=None if programmes is None else programmes.anchors,
+            **pretext_kwargs,
         )
-        self.gene_vocabulary_ = GeneVocabulary.from_adata(adata).to_dict()
+        self.gene_vocabulary_ = vocabulary.to_dict()
+        self.programme_names_ = None if programmes is None else programmes.names
+        details = f"mask_rate={mask_rate}, likelihood={likelihood}, " if masked else ""
+        if programmes is not None:
+            details += f"{len(programmes.names)} programmes, "
         self._model_summary_string = (
             f"SSLEncoder: pretext={pretext}, {self.summary_stats.n_vars} genes, "
             f"hidden={list(n_hidden)}, n_latent={n_latent}, activation={activation}, "
-            f"dropout_rate={dropout_rate}, mask_rate={mask_rate}"
+            f"{details}dropout_rate={dropout_rate}"
         )
         self.init_params_ = self._get_init_params(locals())
 
@@ -249,6 +328,9 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        if self.module.pretext == "byol":
+            callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
+            trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]
         # Inference leaves the module in eval mode, and Lightning keeps the modes it finds.
         self.module.train()
         try:
@@ -491,8 +573,9 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
         return_numpy: bool = False,
+        kind: str = "log1p",
     ) -> pd.DataFrame | np.ndarray:
-        """Decoder reconstruction of unmasked cells, in ``log1p(normalize_total(1e4))`` space.
+        """Decoder reconstruction of unmasked cells (masked pretexts only).
 
         Parameters
         ----------
@@ -504,8 +587,24 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             Cells per minibatch (default 1024).
         return_numpy
             Return an array instead of a DataFrame indexed by cells with genes as columns.
+        kind
+            ``"log1p"``: ``log1p(normalize_total(1e4))`` values (the study's space);
+            ``"counts"``: expected counts at each cell's own library size (the NB mean for
+            ``likelihood="nb"``).
+
+        Raises
+        ------
+        ValueError
+            For a contrastive pretext (no decoder) or an unknown ``kind``.
 
         """
+        if kind not in ("log1p", "counts"):
+            raise ValueError(f"kind={kind!r}; choose 'log1p' or 'counts'.")
+        if not self.module.has_decoder:
+            raise ValueError(
+                f"pretext={self.module.pretext!r} has no decoder; reconstruction needs a masked "
+                "pretext (random_mask, gene_programme_mask or programme_to_tf)."
+            )
         self._check_if_trained(warn=True)
         adata, indices = self._cells(adata, indices)
         matrix = _expression_matrix(adata, self._layer)
@@ -518,7 +617,9 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             batch_index = self._batch_codes(adata, chunk)
             if batch_index is not None:
                 batch_index = batch_index.to(device)
-            outputs.append(self.module.reconstruct(x.to(device), batch_index).cpu())
+            outputs.append(
+                self.module.reconstruct(x.to(device), batch_index, counts=kind == "counts").cpu()
+            )
         values = (
             torch.cat(outputs).numpy()
             if outputs

@@ -637,3 +637,32 @@ def test_safetensors_round_trip_with_batches(synthetic_counts, tmp_path):
         got = imported.get_reconstructed_expression(synthetic_counts, return_numpy=True)
         assert np.array_equal(got, expected)
     assert json.loads((out / "model_card.json").read_text())["training_data"]["n_cells"] == 200
+
+
+@pytest.mark.parametrize("kind", list(BUILDERS))
+def test_pretext_likelihood_and_heads(kind, tmp_path, genes_file):
+    path, state = write_checkpoint(kind, tmp_path)
+    model = scssl.model.SSLEncoder.from_ssl_in_scg(path, genes_file)
+    module = model.module
+    expected_pretext = {"barlow_twins": "barlow_twins", "byol": "byol"}.get(kind, "random_mask")
+    assert module.pretext == expected_pretext
+    loaded = set(model.pretrained_from_["loaded"])
+    if kind == "masked_autoencoder_nb":
+        assert module.likelihood == "nb"
+        assert torch.equal(module.px_r.detach(), state["px_r"])
+        assert torch.equal(
+            module.decoder[12].weight.detach(), state["decoder.0.12.weight"][:N_GENES]
+        )
+    if kind == "barlow_twins":
+        for name in ("projector.0.weight", "projector.9.weight", "projector.4.running_var"):
+            assert torch.equal(module.state_dict()[name], state[name])
+        assert torch.equal(module.bn.running_mean, state["bn.running_mean"])
+    if kind == "byol":
+        # the target encoder copies the study's target network (first weight transposed)
+        assert torch.equal(
+            module.target_encoder[0].weight.detach(), state["byol.target_encoder.net.0.weight"].t()
+        )
+        assert "predictor.3.weight" in loaded
+        # the study's projector reads a 16-d (here) hidden layer, scssl's the 8-d embedding
+        assert "projector.0.weight" in model.pretrained_from_["not_loaded"]
+    assert all(name in loaded for name in module.state_dict() if name.startswith("encoder."))

@@ -64,7 +64,9 @@ def model_card(model) -> dict:
     from scvi import REGISTRY_KEYS
 
     init = model.init_params_
-    kwargs = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
+    # as scvi-tools' load: **kwargs of the constructor are stored as {name: {key: value}}
+    var_kwargs = {k: v for group in init.get("kwargs", {}).values() for k, v in group.items()}
+    kwargs = {**init.get("non_kwargs", {}), **var_kwargs}
     setup_args = dict(model.registry_["setup_args"])
     batch_state = model.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
     batch_key = setup_args.get("batch_key")

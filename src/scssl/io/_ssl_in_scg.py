@@ -113,6 +113,7 @@ class SslInScgCheckpoint:
     head: dict[str, torch.Tensor] = field(default_factory=dict)
     unmapped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    pretext_kwargs: dict = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int | None:
@@ -214,6 +215,16 @@ def _linear_stack(tensors: dict, prefix: str, path) -> list[tuple[int, torch.Ten
     return layers
 
 
+def _layer_order(key: str) -> int:
+    parts = key.split(".")
+    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else -1
+
+
+def _is_linear_weight(key: str, prefix: str) -> bool:
+    rest = key[len(prefix) :] if key.startswith(prefix) else ""
+    return bool(_LINEAR_KEY.match(rest)) and rest.endswith("weight")
+
+
 def _to_scssl(layers, name: str, transpose_first: bool) -> dict[str, torch.Tensor]:
     state = {}
     for position, (index, weight, bias) in enumerate(layers):
@@ -278,6 +289,7 @@ def read_ssl_in_scg(checkpoint: str | Path, kind: str = "auto") -> SslInScgCheck
     encoder = _to_scssl(layers, "encoder", transpose_first=True)
 
     extra: dict[str, torch.Tensor] = {}
+    pretext_kwargs: dict = {}
     if kind.startswith("masked_autoencoder"):
         has_decoder = any(k.startswith("decoder.0.0.") for k in tensors)
         decoder_prefix = "decoder.0." if has_decoder else None
@@ -324,6 +336,14 @@ def read_ssl_in_scg(checkpoint: str | Path, kind: str = "auto") -> SslInScgCheck
         if any(k.startswith("byol.target_encoder.net.") for k in tensors):
             target = _linear_stack(tensors, "byol.target_encoder.net.", path)
             extra.update(_to_scssl(target, "target_encoder", transpose_first=True))
+        head_weights = [
+            extra.get(f"{name}.{i}.weight") for name in ("projector", "predictor") for i in (0, 3)
+        ]
+        if all(w is not None for w in head_weights):
+            pretext_kwargs = {
+                "projection_hidden": int(head_weights[0].shape[0]),
+                "projection_dim": int(head_weights[1].shape[0]),
+            }
         notes.append(
             "the study's BYOL projector reads the 256-d output of the second-to-last encoder "
             "layer; heads load only where scssl's shapes agree"
@@ -332,6 +352,13 @@ def read_ssl_in_scg(checkpoint: str | Path, kind: str = "auto") -> SslInScgCheck
         base = "barlow_twins." if any(k.startswith("barlow_twins.") for k in tensors) else ""
         extra.update(_rename(tensors, base + "projector.", "projector."))
         extra.update(_rename(tensors, base + "bn.", "bn."))
+        projector = [
+            extra[k]
+            for k in sorted(extra, key=_layer_order)
+            if _is_linear_weight(k, "projector.") and extra[k].ndim == 2
+        ]
+        if projector:
+            pretext_kwargs = {"projector_sizes": [int(w.shape[0]) for w in projector]}
 
     mapped_sources = {prefix}
     if kind.startswith("masked_autoencoder"):
@@ -354,6 +381,7 @@ def read_ssl_in_scg(checkpoint: str | Path, kind: str = "auto") -> SslInScgCheck
         head=head,
         unmapped=unmapped,
         notes=notes,
+        pretext_kwargs=pretext_kwargs,
     )
 
 
@@ -431,6 +459,8 @@ def _model_kwargs(cls, ckpt: SslInScgCheckpoint) -> dict:
         )
         pretext = "random_mask"
     kwargs["pretext"] = pretext
+    if pretext == ckpt.pretext:
+        kwargs.update(ckpt.pretext_kwargs)
     parameters = inspect.signature(cls.__init__).parameters
     if ckpt.kind == "masked_autoencoder_nb":
         if "likelihood" in parameters:

@@ -666,3 +666,38 @@ def test_pretext_likelihood_and_heads(kind, tmp_path, genes_file):
         # the study's projector reads a 16-d (here) hidden layer, scssl's the 8-d embedding
         assert "projector.0.weight" in model.pretrained_from_["not_loaded"]
     assert all(name in loaded for name in module.state_dict() if name.startswith("encoder."))
+
+
+def test_duplicate_symbols_in_the_gene_list(tmp_path, caplog):
+    table = gene_table(N_GENES)
+    table.loc[7, "feature_name"] = "GENE3"  # two checkpoint genes share a symbol
+    genes = tmp_path / "var.csv"
+    table.to_csv(genes, index=False)
+    path, state = write_checkpoint("masked_autoencoder", tmp_path)
+    placeholder = scssl.model.SSLEncoder.from_ssl_in_scg(path, genes)  # no warning, unique index
+    assert placeholder.adata.var_names.is_unique
+    adata, source = user_adata("symbols")
+    with caplog.at_level(logging.WARNING, logger="scssl"):
+        model = scssl.model.SSLEncoder.from_ssl_in_scg(path, genes, adata=adata)
+    assert "1 symbols name several genes of the checkpoint (e.g. GENE3)" in caplog.text
+    source = source.copy()
+    source[7] = source[3]  # by symbol, GENE3 of the data feeds both inputs
+    np.testing.assert_allclose(
+        model.get_latent_representation(),
+        reference_embedding(state, "masked_autoencoder", adata, source),
+        atol=2e-5,
+        rtol=1e-4,
+    )
+    # with Ensembl IDs the match is exact and no warning is given
+    caplog.clear()
+    by_id = adata.copy()
+    by_id.var_names = gene_table(N_GENES)["feature_id"].to_numpy()
+    with caplog.at_level(logging.WARNING, logger="scssl"):
+        exact = scssl.model.SSLEncoder.from_ssl_in_scg(path, genes, adata=by_id)
+    assert "symbols name several genes" not in caplog.text
+    np.testing.assert_allclose(
+        exact.get_latent_representation(),
+        reference_embedding(state, "masked_autoencoder", adata, np.arange(N_GENES)),
+        atol=2e-5,
+        rtol=1e-4,
+    )

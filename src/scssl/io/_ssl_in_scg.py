@@ -29,6 +29,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -400,9 +401,13 @@ def check_genes(ckpt: SslInScgCheckpoint, vocabulary: GeneVocabulary, genes) -> 
 
 def placeholder_anndata(vocabulary: GeneVocabulary) -> ad.AnnData:
     """One cell with one count per vocabulary gene, for a model set up without user data."""
-    var = pd.DataFrame(index=pd.Index(vocabulary.symbols))
-    if vocabulary.ensembl_ids is not None:
-        var["ensembl_id"] = vocabulary.ensembl_ids
+    symbols = pd.Index(vocabulary.symbols)
+    if vocabulary.ensembl_ids is not None and pd.Index(vocabulary.ensembl_ids).is_unique:
+        var = pd.DataFrame({"feature_name": vocabulary.symbols}, index=vocabulary.ensembl_ids)
+    else:
+        var = pd.DataFrame({"feature_name": vocabulary.symbols}, index=symbols)
+        if not symbols.is_unique:
+            var.index = ad.utils.make_index_unique(symbols)
     adata = ad.AnnData(
         X=np.ones((1, len(vocabulary)), dtype=np.float32),
         obs=pd.DataFrame(index=["placeholder"]),
@@ -437,6 +442,25 @@ def load_weights(module: torch.nn.Module, ckpt: SslInScgCheckpoint) -> dict[str,
             skipped.append(name)
     module.load_state_dict(state, strict=True)
     return {"loaded": loaded, "skipped": skipped}
+
+
+def _warn_duplicate_symbols(vocabulary: GeneVocabulary, adata: ad.AnnData) -> None:
+    """Symbols shared by several checkpoint genes are ambiguous when matching by symbol."""
+    from scssl.data._vocabulary import find_ensembl_ids
+
+    by_ensembl = find_ensembl_ids(adata.var, adata.var_names) is not None
+    if vocabulary.ensembl_ids is not None and by_ensembl:
+        return
+    upper = pd.Index([s.upper() for s in vocabulary.symbols])
+    duplicated = upper[upper.duplicated()].unique()
+    if len(duplicated):
+        logger.warning(
+            "%d symbols name several genes of the checkpoint (e.g. %s); matching by symbol feeds "
+            "each such gene of your data into all of them. Put Ensembl IDs in adata.var_names or "
+            "a var column for an exact match.",
+            len(duplicated),
+            ", ".join(duplicated[:5]),
+        )
 
 
 def _model_kwargs(cls, ckpt: SslInScgCheckpoint) -> dict:
@@ -499,14 +523,19 @@ def encoder_from_ssl_in_scg(
         setup_adata = placeholder_anndata(vocabulary)
         setup_layer = None
     else:
+        _warn_duplicate_symbols(vocabulary, adata)
         setup_adata, report = align_to_vocabulary(
             adata, vocabulary, layer=layer, min_overlap=min_overlap
         )
         logger.info("from_ssl_in_scg: %s", report)
         setup_adata.uns["scssl_alignment"] = report.as_dict()
         setup_layer = layer
-    cls.setup_anndata(setup_adata, layer=setup_layer)
-    model = cls(setup_adata, **_model_kwargs(cls, ckpt))
+    with warnings.catch_warnings():
+        # the one-cell placeholder triggers scvi-tools' "fewer than 3 cells" warning
+        if adata is None:
+            warnings.filterwarnings("ignore", message=".*fewer than 3 cells.*")
+        cls.setup_anndata(setup_adata, layer=setup_layer)
+        model = cls(setup_adata, **_model_kwargs(cls, ckpt))
     outcome = load_weights(model.module, ckpt)
     model.gene_vocabulary_ = vocabulary.to_dict()
     model.pretrained_from_ = {

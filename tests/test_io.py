@@ -701,3 +701,17 @@ def test_duplicate_symbols_in_the_gene_list(tmp_path, caplog):
         atol=2e-5,
         rtol=1e-4,
     )
+
+
+@pytest.mark.parametrize("kind", ["masked_autoencoder_nb", "barlow_twins", "byol"])
+def test_safetensors_round_trip_every_pretext(kind, tmp_path, genes_file):
+    path, _ = write_checkpoint(kind, tmp_path)
+    model = scssl.model.SSLEncoder.from_ssl_in_scg(path, genes_file)
+    query, _ = user_adata("shuffled_missing_extra", seed=3)
+    expected = model.get_latent_representation(query)
+    out = scssl.io.export_safetensors(model, tmp_path / "portable")
+    imported = scssl.io.import_safetensors(out)
+    assert imported.module.pretext == model.module.pretext
+    assert np.array_equal(imported.get_latent_representation(query), expected)
+    for name, value in model.module.state_dict().items():
+        assert torch.equal(imported.module.state_dict()[name], value), name

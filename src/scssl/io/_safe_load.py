@@ -94,6 +94,12 @@ def _allowed(name: str) -> bool:
     return name in allowed or name in ours or storage or name.startswith("torch._utils._rebuild")
 
 
+def _reason(error: Exception) -> str:
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    detail = next((line for line in lines if "Unsupported" in line or "Can only" in line), None)
+    return detail or "objects torch's weights-only loader does not accept"
+
+
 def load_torch_weights(path: str | Path) -> dict:
     """Read a ``torch.save`` file (e.g. a Lightning ``.ckpt``) with ``weights_only=True``.
 
@@ -120,8 +126,9 @@ def load_torch_weights(path: str | Path) -> dict:
     except pickle.UnpicklingError as error:
         requested = [g for g in pickle_globals(path) if not _allowed(g)]
         raise UnsafeCheckpointError(
-            f"Refused to load {path}: it contains pickled Python objects that only load by "
-            f"running code from the file ({', '.join(requested[:8]) or 'unknown objects'}). "
+            f"Refused to load {path}: it contains pickled Python objects beyond tensors and "
+            f"plain containers ({', '.join(requested[:8]) or _reason(error)}), which only an "
+            "unrestricted unpickler, one that can run code from the file, would rebuild. "
             "scssl loads checkpoints with torch.load(weights_only=True) and never executes code "
             "from a downloaded file. If the file is not what you expected, delete it; if you "
             "made it yourself, save only tensors (model.state_dict()) or use safetensors."

@@ -466,6 +466,50 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         model.module.eval()
         return model
 
+    @classmethod
+    def from_ssl_in_scg(
+        cls,
+        checkpoint: str | Path,
+        genes,
+        adata: AnnData | None = None,
+        kind: str = "auto",
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+        layer: str | None = None,
+    ) -> SSLEncoder:
+        """An encoder with the published weights of Richter et al. (ssl_in_scg).
+
+        Reads the checkpoint with ``torch.load(weights_only=True)`` (a file that would need to
+        run code is refused), detects its kind from the keys, checks its shapes against
+        ``genes`` and maps the weights onto scssl's layers. Embeddings equal the study's
+        forward pass (counts -> ``normalize_total(1e4)`` over the model's genes -> ``log1p``).
+
+        Parameters
+        ----------
+        checkpoint
+            A published file (``TillR/sc_pretrained``): masked autoencoder (also the
+            negative-binomial variant), Barlow Twins, BYOL, or the encoder of a fine-tuned
+            classifier; see :func:`scssl.io.read_ssl_in_scg`.
+        genes
+            The checkpoint's gene list (``var.parquet``; parquet/csv/tsv with ``feature_id``
+            and ``feature_name`` in checkpoint order).
+        adata
+            Data to set the model up on; aligned to the gene list by Ensembl ID or symbol
+            (missing genes zero-filled, extra genes dropped) and the report logged. ``None``:
+            set up on a placeholder; embed data later with :meth:`get_latent_representation`.
+        kind
+            ``"auto"`` or one of :data:`scssl.io.KINDS`.
+        min_overlap
+            Smallest share of the checkpoint's genes ``adata`` must have.
+        layer
+            Layer of ``adata`` with raw counts; ``None`` for ``adata.X``.
+
+        """
+        from scssl.io import encoder_from_ssl_in_scg
+
+        return encoder_from_ssl_in_scg(
+            cls, checkpoint, genes, adata=adata, kind=kind, min_overlap=min_overlap, layer=layer
+        )
+
     # ------------------------------------------------------- batch centring
     def _batch_sums(
         self, matrix, codes: np.ndarray, n_batches: int

@@ -9,7 +9,19 @@ from ._baselines import (
     scvi_embedding,
 )
 from ._knn import knn_transfer
-from .metrics import accuracy, macro_f1, mean_squared_error, weighted_explained_variance
+from ._protein_baselines import ridge_protein_prediction, totalvi_protein_prediction
+from .metrics import (
+    accuracy,
+    macro_f1,
+    mean_squared_error,
+    pearson_flattened,
+    pearson_per_cell,
+    pearson_per_protein,
+    protein_prediction_scores,
+    spearman_flattened,
+    spearman_per_protein,
+    weighted_explained_variance,
+)
 
 __all__ = [
     "accuracy",
@@ -21,6 +33,14 @@ __all__ = [
     "mean_squared_error",
     "metrics",
     "pca_embedding",
+    "pearson_flattened",
+    "pearson_per_cell",
+    "pearson_per_protein",
+    "protein_prediction_scores",
+    "ridge_protein_prediction",
     "scvi_embedding",
+    "spearman_flattened",
+    "spearman_per_protein",
+    "totalvi_protein_prediction",
     "weighted_explained_variance",
 ]

@@ -1,5 +1,6 @@
 """scvi-tools model classes."""
 
 from ._ssl_encoder import SSLEncoder
+from ._ssl_protein import SSLProteinPredictor
 
-__all__ = ["SSLEncoder"]
+__all__ = ["SSLEncoder", "SSLProteinPredictor"]

@@ -33,6 +33,7 @@ from scssl.data import (
 )
 from scssl.module import SSLModule
 from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
+from scssl.nn._sparse import to_dense
 from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,11 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
     min_targets
         ``programme_to_tf``: a TF programme is used when its TF and at least this many of its
         targets are model genes.
+    batch_centering
+        With a ``batch_key`` of several batches: centre each batch's mean log1p expression on
+        the mean of all cells before the encoder (and in the reconstruction target), so that
+        embeddings mix batches (batch integration; see the *Batch integration* docs). Cells of
+        batches the model has not seen are centred on their own batch mean when embedded.
     **pretext_kwargs
         Further options of the pretext, passed to :class:`scssl.module.SSLModule`:
         ``tf_rest_weight`` (1.0), ``views`` (augmentations of the two views, e.g.
@@ -167,6 +173,7 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         activation: str = "selu",
         mask_rate: float | None = None,
         min_targets: int = 5,
+        batch_centering: bool = True,
         **pretext_kwargs,
     ):
         if adata is None:
@@ -197,11 +204,15 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             log_normalized=setup_args["log_normalized"],
             programme_members=None if programmes is None else programmes.members,
             tf_index=None if programmes is None else programmes.anchors,
+            batch_centering=batch_centering,
             **pretext_kwargs,
         )
         self.gene_vocabulary_ = vocabulary.to_dict()
         self.programme_names_ = None if programmes is None else programmes.names
         details = f"mask_rate={mask_rate}, likelihood={likelihood}, " if masked else ""
+        if self.module.batch_centering:
+            self._set_batch_means(adata)
+            details += "batch centring, "
         if programmes is not None:
             details += f"{len(programmes.names)} programmes, "
         self._model_summary_string = (
@@ -476,13 +487,120 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         setup_args = dict(reference_model.registry_["setup_args"])
         cls.setup_anndata(aligned, source_registry=reference_model.registry_, **setup_args)
         init = reference_model.init_params_
-        kwargs = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
+        kwargs = dict(init.get("non_kwargs", {}))
+        for var_kwargs in init.get("kwargs", {}).values():
+            kwargs.update(var_kwargs)
         model = cls(aligned, **kwargs)
         model.module.load_state_dict(reference_model.module.state_dict())
         model.gene_vocabulary_ = reference_model.gene_vocabulary_
         model.is_trained_ = reference_model.is_trained_
         model.module.eval()
         return model
+
+    @classmethod
+    def from_ssl_in_scg(
+        cls,
+        checkpoint: str | Path,
+        genes,
+        adata: AnnData | None = None,
+        kind: str = "auto",
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+        layer: str | None = None,
+    ) -> SSLEncoder:
+        """An encoder with the published weights of Richter et al. (ssl_in_scg).
+
+        Reads the checkpoint with ``torch.load(weights_only=True)`` (a file that would need to
+        run code is refused), detects its kind from the keys, checks its shapes against
+        ``genes`` and maps the weights onto scssl's layers. Embeddings equal the study's
+        forward pass (counts -> ``normalize_total(1e4)`` over the model's genes -> ``log1p``).
+
+        Parameters
+        ----------
+        checkpoint
+            A published file (``TillR/sc_pretrained``): masked autoencoder (also the
+            negative-binomial variant), Barlow Twins, BYOL, or the encoder of a fine-tuned
+            classifier; see :func:`scssl.io.read_ssl_in_scg`.
+        genes
+            The checkpoint's gene list (``var.parquet``; parquet/csv/tsv with ``feature_id``
+            and ``feature_name`` in checkpoint order).
+        adata
+            Data to set the model up on; aligned to the gene list by Ensembl ID or symbol
+            (missing genes zero-filled, extra genes dropped) and the report logged. ``None``:
+            set up on a placeholder; embed data later with :meth:`get_latent_representation`.
+        kind
+            ``"auto"`` or one of :data:`scssl.io.KINDS`.
+        min_overlap
+            Smallest share of the checkpoint's genes ``adata`` must have.
+        layer
+            Layer of ``adata`` with raw counts; ``None`` for ``adata.X``.
+
+        """
+        from scssl.io import encoder_from_ssl_in_scg
+
+        return encoder_from_ssl_in_scg(
+            cls, checkpoint, genes, adata=adata, kind=kind, min_overlap=min_overlap, layer=layer
+        )
+
+    # ------------------------------------------------------- batch centring
+    def _batch_sums(
+        self, matrix, codes: np.ndarray, n_batches: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sum of log1p-normalised expression and cell count per batch code."""
+        sums = torch.zeros(n_batches, self.module.n_input, dtype=torch.float64)
+        for chunk, x in iterate_minibatches(matrix, np.arange(matrix.shape[0]), 4096):
+            x_norm = to_dense(self.module.normalize(x)).double()
+            sums.index_add_(0, torch.as_tensor(codes[chunk]), x_norm)
+        return sums.numpy(), np.bincount(codes, minlength=n_batches)
+
+    def _set_batch_means(self, adata: AnnData) -> None:
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+        matrix = _expression_matrix(adata, self._layer)
+        sums, n_cells = self._batch_sums(matrix, codes.astype(np.int64), self.module.n_batch)
+        with torch.no_grad():
+            self.module.batch_means.copy_(torch.as_tensor(sums / np.maximum(n_cells, 1)[:, None]))
+            self.module.reference_mean.copy_(torch.as_tensor(sums.sum(0) / max(n_cells.sum(), 1)))
+
+    def _centring(self, adata: AnnData) -> tuple[np.ndarray, torch.Tensor]:
+        """Each cell's row in a table of batch shifts: training batches, then new batches.
+
+        Cells of batches the model was not trained on (or all cells, when ``adata`` has no
+        batch column) are centred on the mean of their batch in ``adata``.
+        """
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        deltas = self.module.batch_deltas().detach().cpu()
+        if adata is self.adata:
+            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+            return codes.astype(np.int64), deltas
+        key = state.original_key
+        if key in adata.obs:
+            values = adata.obs[key].astype(str).to_numpy()
+        else:
+            warnings.warn(
+                f"adata.obs has no {key!r} column: all cells are treated as one new batch and "
+                "centred on their own mean expression.",
+                UserWarning,
+                stacklevel=3,
+            )
+            values = np.full(adata.n_obs, "__query__")
+        known = {str(c): i for i, c in enumerate(state.categorical_mapping)}
+        new = sorted(set(values) - set(known))
+        lookup = {**known, **{name: len(known) + i for i, name in enumerate(new)}}
+        codes = np.array([lookup[v] for v in values], dtype=np.int64)
+        if new:
+            matrix = _expression_matrix(adata, self._layer)
+            sums, n_cells = self._batch_sums(matrix, codes, len(lookup))
+            small = [name for name in new if n_cells[lookup[name]] < 50]
+            if small:
+                warnings.warn(
+                    f"New batches with fewer than 50 cells are centred on noisy means: "
+                    f"{small[:5]}.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            new_means = torch.as_tensor(sums[len(known) :] / n_cells[len(known) :, None])
+            new_deltas = new_means.float() - self.module.reference_mean.detach().cpu()
+            deltas = torch.cat([deltas, new_deltas])
+        return codes, deltas
 
     # ------------------------------------------------------------- outputs
     def _batch_codes(self, adata: AnnData, indices: np.ndarray) -> torch.Tensor | None:
@@ -492,8 +610,8 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         key = state.original_key
         if key not in adata.obs:
             raise KeyError(
-                f"The model's decoder is conditioned on batch_key={key!r}, which is not a column "
-                "of adata.obs."
+                f"The model is conditioned on batch_key={key!r}, which is not a column of "
+                "adata.obs. Add each cell's batch (one of the training batches)."
             )
         values = adata.obs[key].to_numpy()[indices]
         mapping = {c: i for i, c in enumerate(state.categorical_mapping)}
@@ -543,12 +661,15 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         matrix = _expression_matrix(adata, self._layer)
         self.module.eval()
         device = self.device
-        outputs = [
-            self.module.embed(x.to(device)).cpu()
-            for _, x in iterate_minibatches(
-                matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
-            )
-        ]
+        batch_codes, deltas = self._centring(adata) if self.module.batch_centering else (None, None)
+        outputs = []
+        for chunk, x in iterate_minibatches(
+            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
+        ):
+            batch_index = None
+            if self.module.batch_centering:
+                batch_index = torch.as_tensor(batch_codes[chunk]).to(device)
+            outputs.append(self.module.embed(x.to(device), batch_index, deltas).cpu())
         if not outputs:
             return np.zeros((0, self.module.n_latent), dtype=np.float32)
         return torch.cat(outputs).numpy()

@@ -18,6 +18,7 @@ from scssl.nn import (
     GeneProgrammeMask,
     ProgrammeToTFMask,
     RandomMask,
+    SparseInputLinear,
     View,
     barlow_twins_loss,
     barlow_twins_projector,
@@ -92,6 +93,13 @@ class SSLModule(BaseModuleClass):
         step, ``d`` constant or raised to 1 on a cosine schedule.
     projector_sizes, lambda_offdiag
         Barlow Twins projector sizes and off-diagonal weight.
+    batch_centering
+        With several batches: subtract each batch's mean log1p expression (relative to the mean
+        of all training cells) from the input, and from the reconstruction target of MSE
+        pretexts, so that additive batch shifts never reach the encoder (batch integration).
+        The means are the buffer ``batch_means`` (set by the model from its data) and
+        ``reference_mean``; the shift is applied as an offset of the first layer, so sparse
+        input stays sparse.
 
     """
 
@@ -123,6 +131,7 @@ class SSLModule(BaseModuleClass):
         ema_cosine: bool = False,
         projector_sizes: Sequence[int] = (256, 256, 512, 512),
         lambda_offdiag: float = 0.0051,
+        batch_centering: bool = False,
     ):
         super().__init__()
         if pretext not in PRETEXTS:
@@ -152,6 +161,10 @@ class SSLModule(BaseModuleClass):
             sparse_input=True,
         )
         self.n_batch_covariate = n_batch if n_batch > 1 else 0
+        self.batch_centering = bool(batch_centering and self.n_batch_covariate)
+        if self.batch_centering:
+            self.register_buffer("batch_means", torch.zeros(self.n_batch_covariate, n_input))
+            self.register_buffer("reference_mean", torch.zeros(n_input))
         if pretext in MASKED_PRETEXTS:
             self.decoder = mlp(
                 n_latent + self.n_batch_covariate,
@@ -204,10 +217,49 @@ class SSLModule(BaseModuleClass):
         """Counts -> ``log1p(normalize_total(1e4))``; identity for log-normalised input."""
         return x if self.log_normalized else normalize_log1p(x)
 
+    def batch_deltas(self) -> torch.Tensor | None:
+        """Per-batch shift of the mean log1p expression from the reference, ``(n_batch, G)``."""
+        if not self.batch_centering:
+            return None
+        return self.batch_means - self.reference_mean
+
+    def encode(
+        self,
+        x_norm: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+        deltas: torch.Tensor | None = None,
+        encoder: nn.Sequential | None = None,
+    ) -> torch.Tensor:
+        """Encode ``x_norm - deltas[batch_index]`` (or ``x_norm`` without batch centring).
+
+        The subtraction is folded into the first layer (``W x - W delta``), so a sparse
+        ``x_norm`` stays sparse. ``deltas`` defaults to the training batches' shifts.
+        """
+        encoder = self.encoder if encoder is None else encoder
+        deltas = self.batch_deltas() if deltas is None else deltas
+        if deltas is None:
+            return encoder(x_norm)
+        if batch_index is None:
+            raise ValueError(
+                "This encoder centres each batch (batch_centering=True); pass each cell's batch."
+            )
+        first = encoder[0]
+        weight = first.weight if isinstance(first, SparseInputLinear) else first.weight.T
+        hidden = first(x_norm) - (deltas @ weight)[batch_index.view(-1).long()]
+        return encoder[1:](hidden)
+
     @auto_move_data
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Embedding of unmasked cells (call in eval mode for deterministic output)."""
-        return self.encoder(self.normalize(x))
+    def embed(
+        self,
+        x: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+        deltas: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Embedding of unmasked cells (call in eval mode for deterministic output).
+
+        ``deltas`` replaces the training batches' shifts, for cells of new batches.
+        """
+        return self.encode(self.normalize(x), batch_index, deltas)
 
     @auto_move_data
     def reconstruct(
@@ -220,7 +272,9 @@ class SSLModule(BaseModuleClass):
                 "(random_mask, gene_programme_mask or programme_to_tf)."
             )
         library = x.sum(dim=1, keepdim=True).to_dense() if not self.log_normalized else None
-        decoded = self.decode(self.embed(x), batch_index)
+        decoded = self.decode(self.embed(x, batch_index), batch_index)
+        if self.batch_centering and self.likelihood == "mse":
+            decoded = decoded + self.batch_deltas()[batch_index.view(-1).long()]
         if self.likelihood == "nb":
             share = torch.softmax(decoded, dim=-1)
             return share * library if counts else torch.log1p(share * TARGET_SUM)
@@ -238,7 +292,10 @@ class SSLModule(BaseModuleClass):
         return self.decoder(z)
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
-        return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+        return {
+            "x": tensors[REGISTRY_KEYS.X_KEY],
+            "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY),
+        }
 
     def _get_generative_input(self, tensors: dict[str, torch.Tensor], inference_outputs: dict):
         if not self.has_decoder:
@@ -246,11 +303,13 @@ class SSLModule(BaseModuleClass):
         return {"z": inference_outputs["z"], "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY)}
 
     @auto_move_data
-    def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def inference(
+        self, x: torch.Tensor, batch_index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """Normalise, then mask (masked pretexts) or augment twice (contrastive) and encode."""
         x_norm = self.normalize(x)
         if not self.has_decoder:
-            return self._contrastive_inference(x_norm)
+            return self._contrastive_inference(x_norm, batch_index)
         out = {"x_norm": x_norm}
         if self.pretext == "programme_to_tf":
             masked_input, kept, tf = self.masking(x_norm)
@@ -258,7 +317,9 @@ class SSLModule(BaseModuleClass):
         else:
             masked_input, mask = self.masking(x_norm)
             out["loss_weight"] = mask.to(x_norm.dtype)
-        out["z"] = self.encoder(masked_input)
+        out["z"] = self.encode(masked_input, batch_index)
+        if self.batch_centering and self.likelihood == "mse":
+            out["target_shift"] = self.batch_deltas()[batch_index.view(-1).long()]
         if self.likelihood == "nb":
             out["counts"] = to_dense(x)
         return out
@@ -270,9 +331,11 @@ class SSLModule(BaseModuleClass):
         n_rest = rest.sum(dim=1, keepdim=True).clamp(min=1)
         return tf_one_hot.float() + self.tf_rest_weight * rest.float() / n_rest
 
-    def _contrastive_inference(self, x_norm: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _contrastive_inference(
+        self, x_norm: torch.Tensor, batch_index: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
         view_1, view_2 = (view(x_norm) for view in self.views)
-        h_1, h_2 = self.encoder(view_1), self.encoder(view_2)
+        h_1, h_2 = self.encode(view_1, batch_index), self.encode(view_2, batch_index)
         if self.pretext == "barlow_twins":
             return {
                 "z": h_1,
@@ -280,8 +343,12 @@ class SSLModule(BaseModuleClass):
                 "projection_2": self.projector(h_2),
             }
         with torch.no_grad():
-            target_1 = self.target_projector(self.target_encoder(view_1))
-            target_2 = self.target_projector(self.target_encoder(view_2))
+            target_1 = self.target_projector(
+                self.encode(view_1, batch_index, encoder=self.target_encoder)
+            )
+            target_2 = self.target_projector(
+                self.encode(view_2, batch_index, encoder=self.target_encoder)
+            )
         return {
             "z": h_1,
             "prediction_1": self.predictor(self.projector(h_1)),
@@ -325,7 +392,10 @@ class SSLModule(BaseModuleClass):
             mean = torch.softmax(x_hat, dim=-1) * counts.sum(dim=1, keepdim=True)
             nb = NegativeBinomial(mu=mean, theta=self.px_r.exp(), validate_args=False)
             return -nb.log_prob(counts)
-        return (x_hat - to_dense(inference_outputs["x_norm"])).pow(2)
+        target = to_dense(inference_outputs["x_norm"])
+        if "target_shift" in inference_outputs:
+            target = target - inference_outputs["target_shift"]
+        return (x_hat - target).pow(2)
 
     # ---------------------------------------------------------------- BYOL
     @torch.no_grad()

@@ -1,5 +1,6 @@
-"""Scanpy-style tools: functions that add scssl results to an AnnData."""
+"""Scanpy-style tools: functions that add scssl results to an AnnData or MuData."""
 
 from ._embed import embed
+from ._protein import predict_protein
 
-__all__ = ["embed"]
+__all__ = ["embed", "predict_protein"]

@@ -1,0 +1,290 @@
+"""Portable model files: safetensors weights plus a JSON model card, and scvi-hub directories."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+
+from scssl.data import GeneVocabulary, align_to_vocabulary
+
+from ._safe_load import load_safetensors
+from ._ssl_in_scg import placeholder_anndata
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "model_card.json"
+FORMAT = "scssl-safetensors"
+FORMAT_VERSION = 1
+
+
+def _jsonable(value):
+    """Plain JSON types (tuples -> lists, numpy -> Python)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} cannot be written to a JSON model card: {value!r}")
+
+
+def _versions() -> dict:
+    import scvi
+
+    import scssl
+
+    return {
+        "scssl": scssl.__version__,
+        "scvi-tools": scvi.__version__,
+        "torch": torch.__version__.split("+")[0],
+        "anndata": ad.__version__,
+    }
+
+
+def model_card(model) -> dict:
+    """What is needed to rebuild ``model`` and to judge what it was trained on.
+
+    Architecture (constructor parameters), setup arguments, gene vocabulary, pretext, a
+    summary of the training data, provenance of published weights and package versions.
+    """
+    from scvi import REGISTRY_KEYS
+
+    init = model.init_params_
+    # as scvi-tools' load: **kwargs of the constructor are stored as {name: {key: value}}
+    var_kwargs = {k: v for group in init.get("kwargs", {}).values() for k, v in group.items()}
+    kwargs = {**init.get("non_kwargs", {}), **var_kwargs}
+    setup_args = dict(model.registry_["setup_args"])
+    batch_state = model.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+    batch_key = setup_args.get("batch_key")
+    adata = model.adata
+    placeholder = bool(adata is not None and adata.uns.get("scssl_placeholder", False))
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_class": type(model).__name__,
+        "model_module": "scssl.model",
+        "init_params": _jsonable(kwargs),
+        "setup_args": _jsonable(setup_args),
+        "batch_categories": (
+            _jsonable(list(batch_state.categorical_mapping)) if batch_key is not None else None
+        ),
+        "pretext": kwargs.get("pretext"),
+        "gene_vocabulary": _jsonable(model.gene_vocabulary_),
+        "training_data": {
+            "n_cells": None if placeholder else int(model.summary_stats.n_cells),
+            "n_genes": int(model.summary_stats.n_vars),
+            "n_batches": int(model.summary_stats.n_batch),
+            "is_trained": bool(model.is_trained_),
+            "history_epochs": (
+                len(model.history_["train_loss_epoch"])
+                if getattr(model, "history_", None) and "train_loss_epoch" in model.history_
+                else None
+            ),
+        },
+        "pretrained_from": _jsonable(getattr(model, "pretrained_from_", None)),
+        "versions": _versions(),
+    }
+
+
+def export_safetensors(model, dir_path: str | Path, overwrite: bool = False) -> Path:
+    """Write ``model`` as ``model.safetensors`` plus ``model_card.json`` into ``dir_path``.
+
+    The weights file holds tensors only (no pickle: safe to share and to load anywhere); the
+    card is plain JSON. Read back with :func:`import_safetensors`.
+
+    Returns
+    -------
+    The directory written.
+
+    """
+    from safetensors.torch import save_file
+
+    dir_path = Path(dir_path)
+    weights = dir_path / WEIGHTS_FILE
+    if weights.exists() and not overwrite:
+        raise FileExistsError(f"{weights} exists; pass overwrite=True to replace it.")
+    dir_path.mkdir(parents=True, exist_ok=True)
+    card = model_card(model)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.module.state_dict().items()}
+    save_file(state, str(weights), metadata={"format": FORMAT, "model_class": card["model_class"]})
+    (dir_path / CARD_FILE).write_text(json.dumps(card, indent=2))
+    return dir_path
+
+
+def read_model_card(dir_path: str | Path) -> dict:
+    """The JSON model card of an exported model directory."""
+    path = Path(dir_path) / CARD_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} does not exist; export the model with scssl.io.export_safetensors."
+        )
+    card = json.loads(path.read_text())
+    if card.get("format") != FORMAT:
+        raise ValueError(f"{path} is not an scssl model card (format={card.get('format')!r}).")
+    if card.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {card['format_version']}; this scssl reads up to "
+            f"{FORMAT_VERSION}. Update scssl."
+        )
+    return card
+
+
+def import_safetensors(
+    dir_path: str | Path,
+    adata: ad.AnnData | None = None,
+    min_overlap: float = 0.5,
+):
+    """Rebuild a model exported with :func:`export_safetensors`.
+
+    Parameters
+    ----------
+    dir_path
+        Directory with ``model.safetensors`` and ``model_card.json``.
+    adata
+        Data to set the model up on; its genes are aligned to the model's vocabulary (missing
+        genes zero-filled, the report logged). ``None``: a one-cell placeholder with the
+        vocabulary genes; embed any data later with ``model.get_latent_representation(adata)``.
+    min_overlap
+        Smallest share of the model's genes that ``adata`` must have.
+
+    """
+    dir_path = Path(dir_path)
+    card = read_model_card(dir_path)
+    module = importlib.import_module(card.get("model_module", "scssl.model"))
+    cls = getattr(module, card["model_class"])
+    vocabulary = GeneVocabulary.from_dict(card["gene_vocabulary"])
+    setup_args = dict(card["setup_args"])
+    layer = setup_args.get("layer")
+    batch_key = setup_args.get("batch_key")
+    categories = card.get("batch_categories")
+    if adata is None:
+        setup_adata = placeholder_anndata(vocabulary)
+        if layer is not None:
+            setup_adata.layers[layer] = setup_adata.X.copy()
+        if batch_key is not None:
+            n = len(categories)
+            setup_adata = ad.concat([setup_adata] * n, index_unique="-")
+            setup_adata.uns["scssl_placeholder"] = True
+            setup_adata.obs[batch_key] = pd.Categorical(categories, categories=categories)
+    else:
+        setup_adata, report = align_to_vocabulary(
+            adata, vocabulary, layer=layer, min_overlap=min_overlap
+        )
+        logger.info("import_safetensors: %s", report)
+        setup_adata.uns["scssl_alignment"] = report.as_dict()
+        if batch_key is not None:
+            if batch_key not in setup_adata.obs:
+                raise KeyError(
+                    f"The model was set up with batch_key={batch_key!r}, which is not a column "
+                    "of adata.obs."
+                )
+            values = setup_adata.obs[batch_key].astype(str)
+            unknown = sorted(set(values) - set(categories))
+            if unknown:
+                raise ValueError(
+                    f"adata.obs[{batch_key!r}] has batches the model was not trained on: "
+                    f"{unknown[:5]}. Known batches: {categories}."
+                )
+            setup_adata.obs[batch_key] = pd.Categorical(values, categories=categories)
+    cls.setup_anndata(setup_adata, **setup_args)
+    model = cls(setup_adata, **card["init_params"])
+    state = load_safetensors(dir_path / WEIGHTS_FILE)
+    expected = model.module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{dir_path / WEIGHTS_FILE} does not fit the model of its card: missing "
+            f"{missing[:5]}, unexpected {unexpected[:5]}."
+        )
+    model.module.load_state_dict(state, strict=True)
+    model.gene_vocabulary_ = vocabulary.to_dict()
+    if card.get("pretrained_from") is not None:
+        model.pretrained_from_ = card["pretrained_from"]
+    model.is_trained_ = bool(card["training_data"]["is_trained"])
+    model.module.eval()
+    return model
+
+
+def save_scvi_hub(
+    model,
+    dir_path: str | Path,
+    overwrite: bool = False,
+    save_anndata: bool = True,
+    training_data_url: str | None = None,
+    description: str | None = None,
+):
+    """Save ``model`` as an scvi-hub model directory (loadable with :class:`scvi.hub.HubModel`).
+
+    Writes the scvi-tools save files (``model.pt``, and ``adata.h5ad`` when ``save_anndata``),
+    ``_scvi_required_metadata.json`` with ``model_parent_module="scssl.model"``, a ``README.md``
+    model card (scvi-tools' card helper knows only its own classes) and the JSON card of
+    :func:`model_card`. Needs ``huggingface_hub`` (``pip install scssl[hub]``); no network.
+
+    Returns
+    -------
+    A :class:`scvi.hub.HubModel` for the directory (``.model`` loads it back).
+
+    """
+    try:
+        from huggingface_hub import ModelCard
+        from scvi.hub import HubMetadata, HubModel
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "scvi-hub directories need huggingface_hub: pip install 'scssl[hub]'"
+        ) from error
+
+    dir_path = Path(dir_path)
+    model.save(str(dir_path), overwrite=overwrite, save_anndata=save_anndata)
+    card = model_card(model)
+    (dir_path / CARD_FILE).write_text(json.dumps(card, indent=2))
+    metadata = HubMetadata.from_dir(
+        str(dir_path),
+        anndata_version=ad.__version__,
+        training_data_url=training_data_url,
+        model_parent_module="scssl.model",
+    )
+    vocabulary = card["gene_vocabulary"]
+    init = card["init_params"]
+    text = f"""---
+library_name: scvi-tools
+tags:
+- scssl
+- single-cell
+- self-supervised-learning
+- model_cls_name:{card["model_class"]}
+- scvi_version:{card["versions"]["scvi-tools"]}
+- anndata_version:{card["versions"]["anndata"]}
+---
+
+# {card["model_class"]} ({card["pretext"]})
+
+{description or "A self-supervised cell encoder trained with scssl."}
+
+- Architecture: {len(vocabulary["symbols"])} genes -> {init.get("n_hidden")} -> \
+{init.get("n_latent")}, activation {init.get("activation")}
+- Pretext: {card["pretext"]}
+- Training data: {card["training_data"]}
+- Published weights: {card["pretrained_from"]["file"] if card["pretrained_from"] else "no"}
+- Versions: {card["versions"]}
+
+Load with `scvi.hub.HubModel(local_dir).model` (needs `scssl` installed) or
+`scssl.model.{card["model_class"]}.load(local_dir, adata)`; the full card is in `{CARD_FILE}`.
+"""
+    hub_model = HubModel(str(dir_path), metadata=metadata, model_card=ModelCard(text))
+    hub_model.save(overwrite=True)
+    return hub_model

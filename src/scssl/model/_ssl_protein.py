@@ -1,0 +1,711 @@
+"""SSLProteinPredictor: surface proteins from RNA (CITE-seq references as MuData)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from mudata import MuData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager, fields
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from torch import nn
+
+from scssl.data import (
+    AlignmentReport,
+    GeneVocabulary,
+    SparseDataSplitter,
+    align_to_vocabulary,
+    check_expression_matrix,
+    check_unique_var_names,
+    iterate_minibatches,
+)
+from scssl.module import SSLProteinModule
+from scssl.nn import ACTIVATIONS
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODALITIES = {"rna_layer": "rna", "protein_layer": "prot"}
+DEFAULT_MIN_OVERLAP = 0.5
+DEFAULT_INFERENCE_BATCH_SIZE = 1024
+PROTEIN_BATCH_MASK = fields.ProteinObsmField.PROTEIN_BATCH_MASK
+
+
+def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def _matrix(adata: AnnData, layer: str | None, where: str):
+    if layer is None:
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"layer={layer!r} is not in {where}.layers (available: {list(adata.layers)}). Pass "
+            f"the layer that holds the raw counts, or None for {where}.X."
+        )
+    return adata.layers[layer]
+
+
+def _where(modality: str, layer: str | None) -> str:
+    base = f"mdata.mod[{modality!r}]"
+    return f"{base}.X" if layer is None else f"{base}.layers[{layer!r}]"
+
+
+def _modality(mdata: MuData, key: str, role: str) -> AnnData:
+    if key not in mdata.mod:
+        raise KeyError(
+            f"The {role} modality {key!r} is not in the MuData (modalities: {list(mdata.mod)}). "
+            f"Name it in modalities={{'{role}_layer': ...}} (or rna=/protein= in from_encoder)."
+        )
+    return mdata.mod[key]
+
+
+def _encoder_architecture(encoder) -> dict:
+    """Sizes, activation and dropout of a trained SSLEncoder's MLP, read from its modules."""
+    layers = list(encoder.module.encoder)
+    linear = [m for m in layers if hasattr(m, "weight") and hasattr(m, "in_features")]
+    sizes = [m.out_features for m in linear]
+    activation = next(
+        (name for m in layers for name, cls in ACTIVATIONS.items() if type(m) is cls), "selu"
+    )
+    dropout = next((m.p for m in layers if isinstance(m, nn.Dropout)), 0.0)
+    return {
+        "n_hidden": tuple(sizes[:-1]),
+        "n_latent": sizes[-1],
+        "activation": activation,
+        "dropout_rate": float(dropout),
+    }
+
+
+class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
+    """Predict surface proteins from RNA with a (pretrained) SSL encoder and a regression head.
+
+    The RNA counts are normalised on the fly (``normalize_total`` to 1e4, ``log1p``) and embedded
+    by the study's MLP encoder; a head maps the embedding (and, optionally, the batch) to
+    ``log1p`` protein counts, trained with mean squared error. Build it from a pretrained
+    :class:`~scssl.model.SSLEncoder` with :meth:`from_encoder` (the study's recipe: pretraining
+    helps), or from scratch on a MuData registered with :meth:`setup_mudata`.
+
+    Parameters
+    ----------
+    mdata
+        MuData registered with :meth:`setup_mudata`. The genes of its RNA modality become the
+        model's gene vocabulary.
+    n_latent
+        Embedding size.
+    n_hidden
+        Hidden layer sizes of the encoder.
+    n_hidden_head
+        Hidden layer sizes of the head; ``()`` for a linear head.
+    dropout_rate
+        Dropout in the encoder.
+    head_dropout_rate
+        Dropout in the head.
+    activation
+        ``"selu"`` (the study), ``"relu"`` or ``"gelu"``.
+    freeze_encoder
+        Train only the head and keep the encoder fixed.
+
+    Examples
+    --------
+    >>> enc = scssl.model.SSLEncoder.load("pbmc_encoder/")
+    >>> model = scssl.model.SSLProteinPredictor.from_encoder(enc, mdata, rna="rna", protein="prot")
+    >>> model.train(max_epochs=50)
+    >>> proteins = model.predict_protein(rna_only_adata)  # cells x proteins, log1p counts
+
+    """
+
+    _module_cls = SSLProteinModule
+    _data_splitter_cls = SparseDataSplitter
+
+    def __init__(
+        self,
+        mdata: MuData,
+        n_latent: int = 64,
+        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        n_hidden_head: Sequence[int] = (256,),
+        dropout_rate: float = 0.1,
+        head_dropout_rate: float = 0.1,
+        activation: str = "selu",
+        freeze_encoder: bool = False,
+    ):
+        if mdata is None:
+            raise ValueError(
+                "SSLProteinPredictor needs a MuData registered with "
+                "SSLProteinPredictor.setup_mudata(mdata)."
+            )
+        super().__init__(mdata)
+        setup_args = self.adata_manager.registry["setup_args"]
+        protein_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.PROTEIN_EXP_KEY)
+        self.protein_names_ = [str(p) for p in protein_state.column_names]
+        n_batch = self.summary_stats.n_batch
+        mask = self._protein_batch_mask(protein_state, n_batch)
+        self.module = self._module_cls(
+            self.summary_stats.n_vars,
+            len(self.protein_names_),
+            n_batch=n_batch,
+            n_latent=n_latent,
+            n_hidden=tuple(n_hidden),
+            n_hidden_head=tuple(n_hidden_head),
+            dropout_rate=dropout_rate,
+            head_dropout_rate=head_dropout_rate,
+            activation=activation,
+            log_normalized=setup_args["log_normalized"],
+            freeze_encoder=freeze_encoder,
+            protein_batch_mask=mask,
+            protein_mean=self._protein_log1p_mean(mask),
+        )
+        rna = self.adata.mod[setup_args["modalities"]["rna_layer"]]
+        self.gene_vocabulary_ = GeneVocabulary.from_adata(rna).to_dict()
+        self._model_summary_string = (
+            f"SSLProteinPredictor: {self.summary_stats.n_vars} genes -> "
+            f"{len(self.protein_names_)} proteins, encoder hidden={list(n_hidden)}, "
+            f"n_latent={n_latent}, head hidden={list(n_hidden_head)}, activation={activation}, "
+            f"freeze_encoder={freeze_encoder}, n_batch={n_batch}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # --------------------------------------------------------------- setup
+    @classmethod
+    def setup_mudata(
+        cls,
+        mdata: MuData,
+        rna_layer: str | None = None,
+        protein_layer: str | None = None,
+        batch_key: str | None = None,
+        log_normalized: bool = False,
+        modalities: dict[str, str] | None = None,
+        **kwargs,
+    ) -> None:
+        """Register a CITE-seq MuData (RNA and protein counts of the same cells).
+
+        The matrices are checked, never modified. As in totalVI, a protein whose counts are all
+        zero within a batch is treated as not measured in that batch and left out of the loss
+        there.
+
+        Parameters
+        ----------
+        mdata
+            MuData with an RNA and a protein modality holding the same cells in the same order.
+        rna_layer
+            Layer of the RNA modality with raw counts; ``None`` uses its ``.X``.
+        protein_layer
+            Layer of the protein modality with raw counts (ADT UMIs); ``None`` uses its ``.X``.
+        batch_key
+            Column of ``obs`` (of the modality named by ``modalities["batch_key"]``, the
+            MuData's global ``obs`` by default) with each cell's batch. The head receives it as
+            a covariate and missing proteins are detected per batch.
+        log_normalized
+            The RNA matrix already holds ``normalize_total`` + ``log1p`` values.
+        modalities
+            Which modality holds what, as in scvi-tools' ``setup_mudata``: keys ``rna_layer``,
+            ``protein_layer`` and optionally ``batch_key``; default
+            ``{"rna_layer": "rna", "protein_layer": "prot"}``.
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+
+        Raises
+        ------
+        KeyError
+            A modality, layer or ``batch_key`` does not exist.
+        ValueError
+            Non-count or invalid values (NaN, negative), duplicated protein names, the same
+            modality named for RNA and protein, or modalities with different cells.
+
+        """
+        if isinstance(mdata, AnnData) or not isinstance(mdata, MuData):
+            raise TypeError(
+                f"setup_mudata needs a MuData, got {type(mdata).__name__}. Build one with "
+                "mudata.MuData({'rna': rna_adata, 'prot': protein_adata})."
+            )
+        modalities = dict(DEFAULT_MODALITIES if modalities is None else modalities)
+        setup_method_args = cls._get_setup_method_args(**locals())
+        missing_roles = [r for r in ("rna_layer", "protein_layer") if r not in modalities]
+        if missing_roles:
+            raise ValueError(
+                f"modalities={modalities} lacks {missing_roles}; e.g. "
+                "modalities={'rna_layer': 'rna', 'protein_layer': 'prot'}."
+            )
+        unknown_roles = set(modalities) - {"rna_layer", "protein_layer", "batch_key"}
+        if unknown_roles:
+            raise ValueError(
+                f"modalities has unknown keys {sorted(unknown_roles)}; use 'rna_layer', "
+                "'protein_layer' and 'batch_key'."
+            )
+        rna_key, protein_key = modalities["rna_layer"], modalities["protein_layer"]
+        if rna_key == protein_key:
+            raise ValueError(f"The RNA and protein modalities must differ; both are {rna_key!r}.")
+        rna = _modality(mdata, rna_key, "rna")
+        protein = _modality(mdata, protein_key, "protein")
+        if rna.n_obs != protein.n_obs or not rna.obs_names.equals(protein.obs_names):
+            raise ValueError(
+                f"The RNA modality {rna_key!r} ({rna.n_obs} cells) and the protein modality "
+                f"{protein_key!r} ({protein.n_obs} cells) must hold the same cells in the same "
+                "order. Keep the cells they share, e.g. with muon.pp.intersect_obs(mdata)."
+            )
+        if mdata.n_obs != rna.n_obs:
+            raise ValueError(
+                f"The MuData has {mdata.n_obs} cells but its RNA modality {rna.n_obs}; every "
+                "cell needs RNA and protein measurements (muon.pp.intersect_obs(mdata))."
+            )
+        check_expression_matrix(
+            _matrix(rna, rna_layer, f"mdata.mod[{rna_key!r}]"),
+            log_normalized=log_normalized,
+            where=_where(rna_key, rna_layer),
+        )
+        check_unique_var_names(rna.var_names, where=f"mdata.mod[{rna_key!r}].var_names")
+        where_protein = _where(protein_key, protein_layer)
+        protein_matrix = _matrix(protein, protein_layer, f"mdata.mod[{protein_key!r}]")
+        try:
+            check_expression_matrix(protein_matrix, where=where_protein)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}\nProteins must be raw antibody (ADT) counts: SSLProteinPredictor "
+                "predicts log1p counts. CLR- or log-normalised protein values are not supported; "
+                "pass the layer with the raw counts (protein_layer=...)."
+            ) from None
+        duplicated = protein.var_names[protein.var_names.duplicated()]
+        if len(duplicated):
+            raise ValueError(
+                f"mdata.mod[{protein_key!r}] has duplicated protein names "
+                f"({', '.join(map(str, duplicated.unique()[:5]))}); predictions are named by "
+                "protein. Make them unique, e.g. mdata.mod['prot'].var_names_make_unique()."
+            )
+        batch_mod = modalities.get("batch_key")
+        if batch_key is not None:
+            obs = mdata.obs if batch_mod is None else _modality(mdata, batch_mod, "batch").obs
+            if batch_key not in obs:
+                where = "mdata.obs" if batch_mod is None else f"mdata.mod[{batch_mod!r}].obs"
+                raise KeyError(
+                    f"batch_key={batch_key!r} is not a column of {where} (columns: "
+                    f"{list(obs.columns)}). Put it there or name its modality in "
+                    "modalities={'batch_key': ...}."
+                )
+            if obs[batch_key].isna().any():
+                raise ValueError(f"{where_protein}: batch_key={batch_key!r} has missing values.")
+
+        batch_field = fields.MuDataCategoricalObsField(
+            REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=batch_mod
+        )
+        mudata_fields = [
+            fields.MuDataLayerField(
+                REGISTRY_KEYS.X_KEY,
+                rna_layer,
+                mod_key=rna_key,
+                is_count_data=not log_normalized,
+                mod_required=True,
+            ),
+            batch_field,
+            fields.MuDataProteinLayerField(
+                REGISTRY_KEYS.PROTEIN_EXP_KEY,
+                protein_layer,
+                mod_key=protein_key,
+                use_batch_mask=True,
+                batch_field=batch_field,
+                is_count_data=True,
+                mod_required=True,
+            ),
+        ]
+        adata_manager = AnnDataManager(fields=mudata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(mdata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @classmethod
+    def setup_anndata(cls, adata: AnnData, *args, **kwargs) -> None:
+        """Not supported: RNA and proteins come together in a MuData; see :meth:`setup_mudata`.
+
+        Raises
+        ------
+        TypeError
+            Always.
+
+        """
+        raise TypeError(
+            "SSLProteinPredictor needs RNA and protein counts together: put them in a MuData, "
+            "mudata.MuData({'rna': rna_adata, 'prot': protein_adata}), and call "
+            "SSLProteinPredictor.setup_mudata(mdata). For prediction, an AnnData of RNA counts is "
+            "accepted by predict_protein."
+        )
+
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder,
+        mdata: MuData,
+        rna: str = "rna",
+        protein: str = "prot",
+        freeze_encoder: bool = False,
+        n_hidden_head: Sequence[int] = (256,),
+        head_dropout_rate: float = 0.1,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+        **setup_kwargs,
+    ) -> SSLProteinPredictor:
+        """A predictor whose encoder starts from a pretrained :class:`~scssl.model.SSLEncoder`.
+
+        The RNA genes are aligned to the encoder's gene vocabulary (by Ensembl ID or symbol,
+        missing genes zero-filled, duplicated genes taken from their first occurrence). When they
+        already are the vocabulary, ``mdata`` is set up as it is; otherwise the model is set up
+        on a new MuData holding the aligned RNA and the proteins (``model.adata``), and ``mdata``
+        is left unchanged.
+
+        Parameters
+        ----------
+        encoder
+            A trained :class:`~scssl.model.SSLEncoder`; its encoder weights, architecture and
+            gene vocabulary are copied (the encoder itself is not changed).
+        mdata
+            CITE-seq MuData with RNA and protein counts.
+        rna, protein
+            Names of the RNA and protein modalities.
+        freeze_encoder
+            Train only the head (``False``, the default, fine-tunes the encoder as well).
+        n_hidden_head, head_dropout_rate
+            Head architecture.
+        min_overlap
+            Smallest share of the encoder's genes that must be found in the RNA modality.
+        **setup_kwargs
+            Passed to :meth:`setup_mudata` (``rna_layer``, ``protein_layer``, ``batch_key``, ...).
+
+        """
+        if not hasattr(encoder, "module") or not hasattr(encoder.module, "encoder"):
+            raise TypeError(
+                f"encoder must be a trained scssl.model.SSLEncoder, got {type(encoder).__name__}."
+            )
+        encoder._check_if_trained(warn=True)
+        if getattr(encoder.module, "batch_centering", False):
+            raise ValueError(
+                "This SSLEncoder centres its input per batch (batch_centering=True); "
+                "SSLProteinPredictor.from_encoder does not carry the per-batch centring over yet. "
+                "Use an encoder trained without batch_centering, and pass batch_key= here to give "
+                "the protein head a batch covariate."
+            )
+        if isinstance(mdata, AnnData) or not isinstance(mdata, MuData):
+            raise TypeError(
+                f"from_encoder needs a MuData, got {type(mdata).__name__}. Build one with "
+                "mudata.MuData({'rna': rna_adata, 'prot': protein_adata})."
+            )
+        modalities = dict(setup_kwargs.pop("modalities", None) or {})
+        modalities.update(rna_layer=rna, protein_layer=protein)
+        rna_adata = _modality(mdata, rna, "rna")
+        _modality(mdata, protein, "protein")
+        setup_kwargs.setdefault("log_normalized", bool(encoder.module.log_normalized))
+        vocabulary = encoder.gene_vocabulary
+        report: AlignmentReport | None = None
+        target = mdata
+        if not vocabulary.matches_exactly(rna_adata):
+            aligned, report = align_to_vocabulary(
+                rna_adata,
+                vocabulary,
+                layer=setup_kwargs.get("rna_layer"),
+                min_overlap=min_overlap,
+            )
+            logger.info("from_encoder: RNA genes aligned to the encoder's vocabulary: %s", report)
+            mods = {key: mdata.mod[key] for key in mdata.mod if key != rna}
+            mods[rna] = aligned
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*not unique.*")
+                target = MuData(mods)
+            for column in mdata.obs.columns:
+                if column not in target.obs:
+                    target.obs[column] = mdata.obs[column].reindex(target.obs_names)
+        cls.setup_mudata(target, modalities=modalities, **setup_kwargs)
+        model = cls(
+            target,
+            n_hidden_head=n_hidden_head,
+            head_dropout_rate=head_dropout_rate,
+            freeze_encoder=freeze_encoder,
+            **_encoder_architecture(encoder),
+        )
+        model.module.encoder.load_state_dict(encoder.module.encoder.state_dict())
+        model.module.set_encoder_frozen(freeze_encoder)
+        model.gene_vocabulary_ = vocabulary.to_dict()
+        model.alignment_report_ = None if report is None else report.as_dict()
+        return model
+
+    # ------------------------------------------------------------ helpers
+    def _protein_batch_mask(self, protein_state, n_batch: int) -> np.ndarray:
+        n_proteins = len(self.protein_names_)
+        mask = np.ones((max(n_batch, 1), n_proteins), dtype=np.float32)
+        batch_mask = protein_state.get(PROTEIN_BATCH_MASK)
+        if batch_mask is not None:
+            for code, observed in batch_mask.items():
+                mask[int(code)] = np.asarray(observed, dtype=np.float32)
+        never = [
+            p for p, seen in zip(self.protein_names_, mask.any(axis=0), strict=True) if not seen
+        ]
+        if never:
+            warnings.warn(
+                f"Proteins {never[:5]} have no counts in any cell; the model cannot learn them "
+                "and predicts a constant.",
+                UserWarning,
+                stacklevel=3,
+            )
+        missing = int((mask == 0).sum())
+        if missing and not never:
+            logger.info(
+                "%d protein x batch combinations are not measured; masked in the loss.", missing
+            )
+        return mask
+
+    def _protein_log1p_mean(self, mask: np.ndarray) -> np.ndarray:
+        counts = self.adata_manager.get_from_registry(REGISTRY_KEYS.PROTEIN_EXP_KEY)
+        counts = counts.toarray() if hasattr(counts, "toarray") else np.asarray(counts)
+        counts = counts.to_numpy() if isinstance(counts, pd.DataFrame) else counts
+        batches = np.asarray(self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)).ravel()
+        observed = mask[batches.astype(int)]
+        values = np.log1p(counts.astype(np.float64)) * observed
+        return (values.sum(axis=0) / np.maximum(observed.sum(axis=0), 1)).astype(np.float32)
+
+    @property
+    def gene_vocabulary(self) -> GeneVocabulary:
+        """The genes of the encoder's input layer, in order."""
+        return GeneVocabulary.from_dict(self.gene_vocabulary_)
+
+    @property
+    def protein_names(self) -> list[str]:
+        """The predicted proteins, in the order of the output columns."""
+        return list(self.protein_names_)
+
+    @property
+    def _setup_args(self) -> dict:
+        return self.registry_["setup_args"]
+
+    @property
+    def _rna_key(self) -> str:
+        return self._setup_args["modalities"]["rna_layer"]
+
+    # ------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        train_size: float = 0.9,
+        validation_size: float | None = None,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 10,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Train the head (and fine-tune the encoder unless frozen) with MSE on log1p proteins.
+
+        Parameters
+        ----------
+        max_epochs
+            Epochs; ``None`` uses scvi-tools' heuristic.
+        batch_size
+            Cells per minibatch.
+        lr, weight_decay
+            AdamW learning rate and weight decay.
+        train_size, validation_size
+            Split of the cells; the validation cells drive early stopping.
+        early_stopping
+            Stop when the validation loss has not improved for ``early_stopping_patience``
+            epochs (needs ``train_size < 1``).
+        early_stopping_patience
+            Epochs without improvement before stopping.
+        accelerator, devices
+            Lightning's hardware options.
+        plan_kwargs
+            Further options of :class:`scvi.train.TrainingPlan`.
+        **trainer_kwargs
+            Further options of :class:`scvi.train.Trainer`.
+
+        """
+        plan_kwargs = {
+            "optimizer": "Custom",
+            "optimizer_creator": partial(_adamw, lr=lr, weight_decay=weight_decay),
+            **(plan_kwargs or {}),
+        }
+        if early_stopping and train_size >= 1.0:
+            warnings.warn(
+                "early_stopping needs validation cells; disabled because train_size=1.",
+                UserWarning,
+                stacklevel=2,
+            )
+            early_stopping = False
+        if early_stopping:
+            trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+            trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        self.module.train()
+        try:
+            return super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                validation_size=validation_size,
+                load_sparse_tensor=True,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                plan_kwargs=plan_kwargs,
+                **trainer_kwargs,
+            )
+        finally:
+            self.module.eval()
+
+    # ----------------------------------------------------------- inference
+    def _rna_and_obs(self, data: MuData | AnnData | None) -> tuple[AnnData, pd.DataFrame]:
+        if data is None:
+            data = self.adata
+        if isinstance(data, MuData):
+            rna = data.mod.get(self._rna_key)
+            if rna is None:
+                raise KeyError(
+                    f"The MuData has no RNA modality {self._rna_key!r} (modalities: "
+                    f"{list(data.mod)}); the model predicts proteins from it."
+                )
+            obs = data.obs.loc[rna.obs_names] if rna.n_obs != data.n_obs else data.obs
+            obs = pd.concat([rna.obs, obs.drop(columns=rna.obs.columns, errors="ignore")], axis=1)
+            return rna, obs.set_axis(rna.obs_names)
+        if isinstance(data, AnnData):
+            return data, data.obs
+        raise TypeError(
+            f"Expected a MuData or an AnnData of RNA counts, got {type(data).__name__}."
+        )
+
+    def align(
+        self, data: MuData | AnnData | None = None, min_overlap: float = DEFAULT_MIN_OVERLAP
+    ) -> tuple[AnnData, pd.DataFrame, AlignmentReport | None]:
+        """The RNA of ``data`` with the model's genes in order, its cells' ``obs``, the report."""
+        rna, obs = self._rna_and_obs(data)
+        layer = self._setup_args["rna_layer"]
+        report = None
+        if not self.gene_vocabulary.matches_exactly(rna):
+            if layer is not None and layer not in rna.layers:
+                raise KeyError(
+                    f"The model reads RNA counts from layer {layer!r}, which this RNA data lacks "
+                    f"(layers: {list(rna.layers)})."
+                )
+            rna, report = align_to_vocabulary(
+                rna, self.gene_vocabulary, layer=layer, min_overlap=min_overlap
+            )
+        check_expression_matrix(
+            _matrix(rna, layer, "the RNA data"),
+            log_normalized=self._setup_args["log_normalized"],
+            where="the RNA data" if layer is None else f"the RNA layer {layer!r}",
+        )
+        return rna, obs, report
+
+    def _batch_codes(self, obs: pd.DataFrame, transform_batch) -> np.ndarray | None:
+        if self.module.n_batch_covariate == 0:
+            return None
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        mapping = {str(c): i for i, c in enumerate(state.categorical_mapping)}
+        if transform_batch is not None:
+            if str(transform_batch) not in mapping:
+                raise ValueError(
+                    f"transform_batch={transform_batch!r} is not a batch of the model "
+                    f"({list(mapping)})."
+                )
+            return np.full(len(obs), mapping[str(transform_batch)], dtype=np.int64)
+        key = state.original_key
+        if key not in obs:
+            raise KeyError(
+                f"The model's head uses the batch ({key!r}), which the data's obs lacks. Add "
+                f"that column or predict as one known batch with transform_batch= "
+                f"(one of {list(mapping)})."
+            )
+        values = obs[key].astype(str).to_numpy()
+        unknown = sorted(set(values) - set(mapping))
+        if unknown:
+            raise ValueError(
+                f"obs[{key!r}] has batches the model was not trained on: {unknown[:5]}. Pass "
+                f"transform_batch= (one of {list(mapping)}) to predict them as a known batch."
+            )
+        return np.array([mapping[v] for v in values], dtype=np.int64)
+
+    @torch.inference_mode()
+    def predict_protein(
+        self,
+        data: MuData | AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        transform_batch: str | None = None,
+        counts: bool = False,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+        return_numpy: bool = False,
+    ) -> pd.DataFrame | np.ndarray:
+        """Proteins predicted from RNA alone, cells x proteins.
+
+        Parameters
+        ----------
+        data
+            RNA-only data: a MuData with the RNA modality the model was set up with (other
+            modalities, proteins included, are ignored) or an AnnData of RNA counts. Genes are
+            aligned to the model's vocabulary. ``None`` for the data the model was set up with.
+        indices
+            Subset of cells (positions); ``None`` for all.
+        batch_size
+            Cells per minibatch (default 1024).
+        transform_batch
+            With a batch covariate: predict every cell as if from this batch. Otherwise each
+            cell's batch is read from its ``obs``.
+        counts
+            Return expected counts (``expm1``) instead of ``log1p`` counts.
+        min_overlap
+            Smallest share of the model's genes that must be found.
+        return_numpy
+            Return an array instead of a DataFrame (cells as index, proteins as columns).
+
+        """
+        self._check_if_trained(warn=True)
+        rna, obs, _ = self.align(data, min_overlap=min_overlap)
+        indices = np.arange(rna.n_obs) if indices is None else np.asarray(indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        codes = self._batch_codes(obs, transform_batch)
+        matrix = _matrix(rna, self._setup_args["rna_layer"], "the RNA data")
+        self.module.eval()
+        device = self.device
+        outputs = []
+        for chunk, x in iterate_minibatches(
+            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
+        ):
+            batch_index = None if codes is None else torch.from_numpy(codes[chunk]).to(device)
+            outputs.append(self.module.predict(x.to(device), batch_index).cpu())
+        values = (
+            torch.cat(outputs).numpy()
+            if outputs
+            else np.zeros((0, len(self.protein_names_)), dtype=np.float32)
+        )
+        if counts:
+            values = np.expm1(np.clip(values, 0, None))
+        if return_numpy:
+            return values
+        return pd.DataFrame(
+            values, index=rna.obs_names[indices], columns=pd.Index(self.protein_names_)
+        )
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        data: MuData | AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+    ) -> np.ndarray:
+        """Embedding of each cell by the (fine-tuned) encoder, ``(n_cells, n_latent)``."""
+        self._check_if_trained(warn=True)
+        rna, _, _ = self.align(data, min_overlap=min_overlap)
+        matrix = _matrix(rna, self._setup_args["rna_layer"], "the RNA data")
+        self.module.eval()
+        outputs = [
+            self.module.embed(x.to(self.device)).cpu()
+            for _, x in iterate_minibatches(
+                matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
+            )
+        ]
+        if not outputs:
+            return np.zeros((0, self.module.n_latent), dtype=np.float32)
+        return torch.cat(outputs).numpy()

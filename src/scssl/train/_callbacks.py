@@ -18,4 +18,4 @@ class TargetNetworkUpdate(Callback):
         total = int(total_steps) if total_steps != float("inf") else None
         decay = pl_module.module.update_target(trainer.global_step, total)
         if decay is not None:
-            pl_module.log("ema_decay", decay, on_step=False, on_epoch=True)
+            pl_module.log("ema_decay", decay, on_step=False, on_epoch=True, sync_dist=True)

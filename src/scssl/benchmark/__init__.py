@@ -8,15 +8,17 @@ from ._baselines import (
     scvi_embedding,
 )
 from ._knn import knn_transfer
-from ._metrics import accuracy, macro_f1
+from ._metrics import accuracy, expected_calibration_error, macro_f1, per_class_f1
 
 __all__ = [
     "accuracy",
+    "expected_calibration_error",
     "highly_variable_genes",
     "knn_transfer",
     "log_normalize",
     "logistic_regression_transfer",
     "macro_f1",
     "pca_embedding",
+    "per_class_f1",
     "scvi_embedding",
 ]

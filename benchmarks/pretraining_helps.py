@@ -229,7 +229,7 @@ def main() -> None:
         diffs = []
         for h in held:
 
-            def mean(m, h=h):
+            def mean(m, h=h, fraction=fraction):
                 return np.mean(
                     [
                         r["macro_f1"]

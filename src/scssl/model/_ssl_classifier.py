@@ -126,6 +126,12 @@ class SSLClassifier(UnsupervisedTrainingMixin, BaseModelClass):
         if class_names is None:
             class_names = [c for c in mapping if c != unlabeled]
         class_names = [str(c) for c in class_names]
+        if len(class_names) < 2:
+            raise ValueError(
+                f"adata.obs[{setup_args['labels_key']!r}] has {len(class_names)} labelled "
+                f"classes {class_names} besides the unlabeled category {unlabeled!r}; a "
+                "classifier needs at least 2 classes."
+            )
         weights = None
         if query_batches is None:
             if setup_args["labels_key"] is None:

@@ -273,6 +273,30 @@ def run_group(group: str, task: str, args) -> list[dict]:
     return rows
 
 
+def cached_run_group(group: str, task: str, args) -> list[dict]:
+    """``run_group`` with its rows kept on disk, so that groups can run in parallel processes
+    (``--run GROUP TASK`` started by hand) and an interrupted benchmark resumes."""
+    name = (
+        f"{group}_{task}_e{args.epochs}_s{args.small_epochs}_f{args.finetune_epochs}"
+        f"_sc{args.scanvi_epochs}_a{args.adapt_epochs}_seed{args.seed}_m{args.max_cells}.json"
+    )
+    cache = Path(args.cache) / name
+    running = cache.with_suffix(".running")
+    if not cache.exists() and running.exists():
+        while not cache.exists():  # another process computes it
+            time.sleep(10)
+    if cache.exists():
+        return json.loads(cache.read_text())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    running.touch()
+    try:
+        rows = run_group(group, task, args)
+        cache.write_text(json.dumps(rows))
+    finally:
+        running.unlink(missing_ok=True)
+    return rows
+
+
 def summarise(rows: list[dict]) -> list[dict]:
     """Mean over folds per task and method."""
     out = []
@@ -423,10 +447,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run", nargs=2, metavar=("GROUP", "TASK"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "label_transfer"))
+    parser.add_argument("--cache", default="/tmp/scssl_label_transfer_cache")
     args = parser.parse_args()
 
     if args.run:
-        print("RESULT " + json.dumps(run_group(args.run[0], args.run[1], args)))
+        print("RESULT " + json.dumps(cached_run_group(args.run[0], args.run[1], args)))
         return
     passthrough = [a for a in sys.argv[1:]]
     rows: list[dict] = []

@@ -432,6 +432,56 @@ def plots(summary: list[dict], rows: list[dict], out: Path, adata_labels: dict) 
         plt.close("all")
 
 
+def merge(args) -> None:
+    """Results JSON + cached groups it lacks -> rewritten JSON, markdown and macro F1 plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    out = Path(args.out)
+    payload = json.loads(out.with_suffix(".json").read_text())
+    rows = payload["rows"]
+    have = {(r["task"], r["method"]) for r in rows}
+    for task in args.tasks:
+        for group in args.groups:
+            name = (
+                f"{group}_{task}_e{args.epochs}_s{args.small_epochs}_f{args.finetune_epochs}"
+                f"_sc{args.scanvi_epochs}_a{args.adapt_epochs}_seed{args.seed}"
+                f"_m{args.max_cells}.json"
+            )
+            cache = Path(args.cache) / name
+            if cache.exists():
+                for r in json.loads(cache.read_text()):
+                    if (r["task"], r["method"]) not in have:
+                        r.pop("_predicted", None)
+                        rows.append(r)
+                        print(f"added {r['task']} {r['method']} {r['fold']}")
+    summary = summarise(rows)
+    plots(summary, rows, out, {})
+    kang = [r for r in rows if r["task"] == "kang"]
+    if kang:
+        table = pd.DataFrame({NAMES[r["method"]]: r["per_class_f1"] for r in kang})
+        ax = table.plot.bar(figsize=(12, 4.5), width=0.85)
+        ax.set_ylabel("F1")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("Kang CTRL -> STIM, per-class F1")
+        ax.legend(
+            [f"{c} (macro F1 {table[c].mean():.3f})" for c in table.columns],
+            fontsize=8,
+            loc="lower left",
+        )
+        ax.figure.tight_layout()
+        ax.figure.savefig(out.with_name(out.name + "_kang_per_class_f1.png"), dpi=150)
+        plt.close("all")
+    payload.update(summary=summary, rows=rows)
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+    text = markdown(summary, rows, args)
+    out.with_suffix(".md").write_text(text)
+    print(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=str(SHARED))
@@ -448,8 +498,16 @@ def main() -> None:
     parser.add_argument("--run", nargs=2, metavar=("GROUP", "TASK"), help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(RESULTS / "label_transfer"))
     parser.add_argument("--cache", default="/tmp/scssl_label_transfer_cache")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add cached groups missing from the existing results JSON and rewrite the outputs",
+    )
     args = parser.parse_args()
 
+    if args.merge:
+        merge(args)
+        return
     if args.run:
         print("RESULT " + json.dumps(cached_run_group(args.run[0], args.run[1], args)))
         return

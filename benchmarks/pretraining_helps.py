@@ -79,7 +79,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-kang-cells", type=int, default=None, help="smoke tests")
     parser.add_argument("--out", default=str(RESULTS / "pretraining_helps"))
+    parser.add_argument(
+        "--rows-from", help="write the outputs from the JSON rows printed in a (partial) run's log"
+    )
     args = parser.parse_args()
+    if args.rows_from:
+        import re
+
+        text = Path(args.rows_from).read_text()
+        rows = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        match = re.search(r"Kang vocabulary: (\d+) of (\d+) model genes", text)
+        info = {"partial_run_from_log": True}
+        if match:
+            info["alignment"] = {"n_matched": int(match[1]), "n_vocabulary": int(match[2])}
+        write_outputs(rows, args, info)
+        return
 
     import anndata as ad
     import scvi
@@ -187,6 +201,14 @@ def main() -> None:
                 )
                 print(json.dumps(rows[-1]), flush=True)
 
+    write_outputs(rows, args, pretrain_info)
+
+
+def write_outputs(rows: list[dict], args, pretrain_info: dict) -> None:
+    """JSON, markdown table and line plot of the rows (also for a partial run)."""
+    import matplotlib
+
+    alignment_info = pretrain_info.get("alignment", {})
     summary = {}
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for method in methods:
@@ -211,7 +233,10 @@ def main() -> None:
         f"classifiers fine-tuned at most {args.finetune_epochs} epochs (early stopping); "
         f"macro F1 on the held-out chemistry, mean (std) over 3 chemistries x seeds "
         f"{args.seeds}. Gene alignment of pbmc_3tech to the Kang vocabulary: "
-        f"{alignment.n_matched} of {alignment.n_vocabulary} genes.",
+        f"{alignment_info.get('n_matched')} of {alignment_info.get('n_vocabulary')} genes.",
+        "",
+        f"Measured fits: {len(rows)} (held-out chemistries: "
+        f"{sorted({r['held_out'] for r in rows})}).",
         "",
         "| method | " + " | ".join(f"{int(f * 100)}% labels" for f in FRACTIONS) + " |",
         "|---" * (len(FRACTIONS) + 1) + "|",
@@ -243,8 +268,6 @@ def main() -> None:
     text = "\n".join(lines) + "\n"
     out.with_suffix(".md").write_text(text)
     print(text)
-
-    import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -38,6 +38,14 @@ def small_kang(kang_demo) -> ad.AnnData:
 
 
 @pytest.fixture
+def kang_top_genes(kang_demo) -> ad.AnnData:
+    """400 real Kang cells x their 2,000 most-counted genes (fast pretext training)."""
+    counts = np.asarray(kang_demo.X.sum(axis=0)).ravel()
+    genes = np.sort(np.argsort(-counts)[:2000])
+    return kang_demo[:400, genes].copy()
+
+
+@pytest.fixture
 def synthetic_counts() -> ad.AnnData:
     """200 cells x 300 genes of negative-binomial counts in two batches."""
     rng = np.random.default_rng(0)

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from scssl.module._ssl_module import PRETEXTS
+
 
 def _demo(args: argparse.Namespace) -> int:
     import matplotlib
@@ -73,7 +75,12 @@ def _pretrain(args: argparse.Namespace) -> int:
         adata, layer=args.layer, batch_key=args.batch_key, log_normalized=args.log_normalized
     )
     model = scssl.model.SSLEncoder(
-        adata, pretext=args.pretext, n_latent=args.n_latent, mask_rate=args.mask_rate
+        adata,
+        pretext=args.pretext,
+        gene_sets=args.gene_sets,
+        likelihood=args.likelihood,
+        n_latent=args.n_latent,
+        mask_rate=args.mask_rate,
     )
     model.train(max_epochs=args.max_epochs, batch_size=args.batch_size)
     model.save(args.out, overwrite=args.overwrite)
@@ -120,9 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--layer", default=None, help="layer with counts (default: X)")
     pretrain.add_argument("--batch-key", default=None)
     pretrain.add_argument("--log-normalized", action="store_true", help="X is log1p-normalised")
-    pretrain.add_argument("--pretext", default="random_mask")
+    pretrain.add_argument("--pretext", default="random_mask", choices=PRETEXTS)
+    pretrain.add_argument(
+        "--gene-sets",
+        default=None,
+        help="GMT file or 'hallmark' (gene_programme_mask, programme_to_tf)",
+    )
+    pretrain.add_argument("--likelihood", default="mse", choices=("mse", "nb"))
     pretrain.add_argument("--n-latent", type=int, default=64)
-    pretrain.add_argument("--mask-rate", type=float, default=0.5)
+    pretrain.add_argument(
+        "--mask-rate", type=float, default=None, help="default: 0.5 genes, 0.25 programmes"
+    )
     pretrain.add_argument("--max-epochs", type=int, default=None)
     pretrain.add_argument("--batch-size", type=int, default=128)
     pretrain.add_argument("--seed", type=int, default=0)

@@ -1,5 +1,6 @@
 """Metrics and baselines for benchmarking scssl against the tools users would pick instead."""
 
+from . import metrics
 from ._baselines import (
     highly_variable_genes,
     log_normalize,
@@ -8,7 +9,14 @@ from ._baselines import (
     scvi_embedding,
 )
 from ._knn import knn_transfer
-from ._metrics import accuracy, expected_calibration_error, macro_f1, per_class_f1
+from .metrics import (
+    accuracy,
+    expected_calibration_error,
+    macro_f1,
+    mean_squared_error,
+    per_class_f1,
+    weighted_explained_variance,
+)
 
 __all__ = [
     "accuracy",
@@ -18,7 +26,10 @@ __all__ = [
     "log_normalize",
     "logistic_regression_transfer",
     "macro_f1",
+    "mean_squared_error",
+    "metrics",
     "pca_embedding",
     "per_class_f1",
     "scvi_embedding",
+    "weighted_explained_variance",
 ]

@@ -18,7 +18,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from scssl.benchmark._metrics import expected_calibration_error
+from scssl.benchmark.metrics import expected_calibration_error
 from scssl.data import (
     AlignmentReport,
     GeneVocabulary,
@@ -312,6 +312,14 @@ class SSLClassifier(UnsupervisedTrainingMixin, BaseModelClass):
             raise KeyError(
                 f"labels_key={labels_key!r} is not a column of adata.obs (columns: "
                 f"{list(adata.obs.columns)})."
+            )
+        if getattr(encoder.module, "batch_centering", False):
+            warnings.warn(
+                "The encoder centres each batch's input (batch_centering=True); the classifier "
+                "fine-tunes on uncentred input, so its starting point differs from the "
+                "encoder's embedding. Pretrain with batch_centering=False for an exact copy.",
+                UserWarning,
+                stacklevel=2,
             )
         aligned, report = encoder.align(adata, min_overlap=min_overlap)
         if report is not None:

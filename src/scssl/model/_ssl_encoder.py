@@ -19,14 +19,21 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.data import (
     AlignmentReport,
+    EncodedGeneSets,
     GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
     check_expression_matrix,
     check_unique_var_names,
+    encode_gene_sets,
+    encode_tf_programmes,
     iterate_minibatches,
+    load_gene_sets,
 )
 from scssl.module import SSLModule
+from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
+from scssl.nn._sparse import to_dense
+from scssl.train import TargetNetworkUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +57,30 @@ def _expression_matrix(adata: AnnData, layer: str | None):
     return adata.layers[layer]
 
 
+def _encode_programmes(
+    pretext: str, gene_sets, vocabulary: GeneVocabulary, min_targets: int
+) -> tuple[dict[str, list[str]] | None, EncodedGeneSets | None]:
+    """Gene sets as a plain dict (saved with the model) and encoded onto the vocabulary."""
+    if pretext not in ("gene_programme_mask", "programme_to_tf"):
+        if gene_sets is not None:
+            raise ValueError(
+                f"gene_sets is used by pretext='gene_programme_mask' or 'programme_to_tf', not "
+                f"{pretext!r}; drop gene_sets or choose one of those pretexts."
+            )
+        return None, None
+    if gene_sets is None:
+        if pretext == "programme_to_tf":
+            raise ValueError(
+                "pretext='programme_to_tf' needs gene_sets=: TF -> target programmes (a GMT path "
+                "or a dict {TF symbol: [target symbols]}), e.g. CollecTRI regulons."
+            )
+        gene_sets = "hallmark"
+    gene_sets = load_gene_sets(gene_sets)
+    if pretext == "gene_programme_mask":
+        return gene_sets, encode_gene_sets(gene_sets, vocabulary)
+    return gene_sets, encode_tf_programmes(gene_sets, vocabulary, min_targets)
+
+
 def _check_expression(adata: AnnData, layer: str | None, log_normalized: bool) -> None:
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     check_expression_matrix(
@@ -71,23 +102,56 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         AnnData registered with :meth:`setup_anndata`. Its genes become the model's gene
         vocabulary; other data are aligned to it by symbol or Ensembl ID.
     pretext
-        Self-supervised task. ``"random_mask"``: mask each gene with probability ``mask_rate``,
-        reconstruct the masked entries (mean squared error on them only).
+        Self-supervised task (see the *Pretext tasks* docs page):
+
+        - ``"random_mask"``: hide each gene with probability ``mask_rate`` (0.5), reconstruct the
+          hidden entries.
+        - ``"gene_programme_mask"``: hide whole gene programmes of ``gene_sets``
+          (``int(n_programmes * mask_rate)`` per minibatch, ``mask_rate`` 0.25), reconstruct them.
+        - ``"programme_to_tf"``: show only the targets of one TF programme of ``gene_sets``
+          (TF -> targets) per cell, predict the TF (and, weighted by ``tf_rest_weight``, the
+          other hidden genes).
+        - ``"byol"``: BYOL on two augmented views with an EMA target network.
+        - ``"barlow_twins"``: Barlow Twins on an augmented view and the cell itself.
+    gene_sets
+        Gene programmes for ``gene_programme_mask`` (``"hallmark"``, the default, a GMT path or a
+        dict ``{name: [symbols]}``) or TF -> targets programmes for ``programme_to_tf`` (set
+        names are TF symbols). Matched to the model genes by symbol; stored with the model.
+    likelihood
+        Masked pretexts: ``"mse"`` on log1p-normalised values (the study's default) or ``"nb"``,
+        the negative-binomial log-likelihood of the counts.
     n_latent
         Embedding size.
     n_hidden
         Hidden layer sizes of the encoder; the decoder mirrors them.
     dropout_rate
-        Dropout after each hidden activation (0.1 in the study for masking).
+        Dropout after each hidden activation; default 0.1 for masked pretexts, 0.0 for
+        contrastive ones (the study).
     activation
         ``"selu"`` (the study), ``"relu"`` or ``"gelu"``.
     mask_rate
-        Share of genes masked per cell (0.5 was best in the study).
+        Share of genes (``random_mask``, default 0.5) or programmes (``gene_programme_mask``,
+        default 0.25) hidden.
+    min_targets
+        ``programme_to_tf``: a TF programme is used when its TF and at least this many of its
+        targets are model genes.
+    batch_centering
+        With a ``batch_key`` of several batches: centre each batch's mean log1p expression on
+        the mean of all cells before the encoder (and in the reconstruction target), so that
+        embeddings mix batches (batch integration; see the *Batch integration* docs). Cells of
+        batches the model has not seen are centred on their own batch mean when embedded.
+    **pretext_kwargs
+        Further options of the pretext, passed to :class:`scssl.module.SSLModule`:
+        ``tf_rest_weight`` (1.0), ``views`` (augmentations of the two views, e.g.
+        ``(("negbin", "dropout"), ())``), ``negbin_intensity`` (0.1), ``dropout_intensity`` (0.1),
+        ``projection_hidden`` (4096), ``projection_dim`` (256), ``ema_decay_base`` (0.99),
+        ``ema_cosine`` (False), ``projector_sizes`` ((256, 256, 512, 512)), ``lambda_offdiag``
+        (0.0051).
 
     Examples
     --------
     >>> scssl.model.SSLEncoder.setup_anndata(adata, layer="counts")
-    >>> model = scssl.model.SSLEncoder(adata)
+    >>> model = scssl.model.SSLEncoder(adata, pretext="gene_programme_mask", gene_sets="hallmark")
     >>> model.train(max_epochs=50)
     >>> adata.obsm["X_scssl"] = model.get_latent_representation()
 
@@ -100,34 +164,60 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         self,
         adata: AnnData,
         pretext: str = "random_mask",
+        gene_sets: str | Path | dict[str, list[str]] | None = None,
+        likelihood: str = "mse",
         n_latent: int = 64,
         n_hidden: Sequence[int] = (512, 512, 256, 256),
-        dropout_rate: float = 0.1,
+        dropout_rate: float | None = None,
         activation: str = "selu",
-        mask_rate: float = 0.5,
+        mask_rate: float | None = None,
+        min_targets: int = 5,
+        batch_centering: bool = True,
+        **pretext_kwargs,
     ):
         if adata is None:
             raise ValueError(
                 "SSLEncoder needs an AnnData registered with SSLEncoder.setup_anndata(adata)."
             )
+        if pretext not in PRETEXTS:
+            raise ValueError(f"pretext={pretext!r} is not known; choose one of {list(PRETEXTS)}.")
         super().__init__(adata)
         setup_args = self.adata_manager.registry["setup_args"]
+        vocabulary = GeneVocabulary.from_adata(adata)
+        gene_sets, programmes = _encode_programmes(pretext, gene_sets, vocabulary, min_targets)
+        masked = pretext in MASKED_PRETEXTS
+        if dropout_rate is None:
+            dropout_rate = 0.1 if masked else 0.0
+        if mask_rate is None:
+            mask_rate = 0.25 if pretext == "gene_programme_mask" else 0.5
         self.module = self._module_cls(
             self.summary_stats.n_vars,
             n_batch=self.summary_stats.n_batch,
             pretext=pretext,
+            likelihood=likelihood,
             n_latent=n_latent,
             n_hidden=tuple(n_hidden),
             dropout_rate=dropout_rate,
             activation=activation,
             mask_rate=mask_rate,
             log_normalized=setup_args["log_normalized"],
+            programme_members=None if programmes is None else programmes.members,
+            tf_index=None if programmes is None else programmes.anchors,
+            batch_centering=batch_centering,
+            **pretext_kwargs,
         )
-        self.gene_vocabulary_ = GeneVocabulary.from_adata(adata).to_dict()
+        self.gene_vocabulary_ = vocabulary.to_dict()
+        self.programme_names_ = None if programmes is None else programmes.names
+        details = f"mask_rate={mask_rate}, likelihood={likelihood}, " if masked else ""
+        if self.module.batch_centering:
+            self._set_batch_means(adata)
+            details += "batch centring, "
+        if programmes is not None:
+            details += f"{len(programmes.names)} programmes, "
         self._model_summary_string = (
             f"SSLEncoder: pretext={pretext}, {self.summary_stats.n_vars} genes, "
             f"hidden={list(n_hidden)}, n_latent={n_latent}, activation={activation}, "
-            f"dropout_rate={dropout_rate}, mask_rate={mask_rate}"
+            f"{details}dropout_rate={dropout_rate}"
         )
         self.init_params_ = self._get_init_params(locals())
 
@@ -249,6 +339,9 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
             trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
             trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        if self.module.pretext == "byol":
+            callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
+            trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]
         # Inference leaves the module in eval mode, and Lightning keeps the modes it finds.
         self.module.train()
         try:
@@ -363,13 +456,76 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         setup_args = dict(reference_model.registry_["setup_args"])
         cls.setup_anndata(aligned, source_registry=reference_model.registry_, **setup_args)
         init = reference_model.init_params_
-        kwargs = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
+        kwargs = dict(init.get("non_kwargs", {}))
+        for var_kwargs in init.get("kwargs", {}).values():
+            kwargs.update(var_kwargs)
         model = cls(aligned, **kwargs)
         model.module.load_state_dict(reference_model.module.state_dict())
         model.gene_vocabulary_ = reference_model.gene_vocabulary_
         model.is_trained_ = reference_model.is_trained_
         model.module.eval()
         return model
+
+    # ------------------------------------------------------- batch centring
+    def _batch_sums(
+        self, matrix, codes: np.ndarray, n_batches: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Sum of log1p-normalised expression and cell count per batch code."""
+        sums = torch.zeros(n_batches, self.module.n_input, dtype=torch.float64)
+        for chunk, x in iterate_minibatches(matrix, np.arange(matrix.shape[0]), 4096):
+            x_norm = to_dense(self.module.normalize(x)).double()
+            sums.index_add_(0, torch.as_tensor(codes[chunk]), x_norm)
+        return sums.numpy(), np.bincount(codes, minlength=n_batches)
+
+    def _set_batch_means(self, adata: AnnData) -> None:
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+        matrix = _expression_matrix(adata, self._layer)
+        sums, n_cells = self._batch_sums(matrix, codes.astype(np.int64), self.module.n_batch)
+        with torch.no_grad():
+            self.module.batch_means.copy_(torch.as_tensor(sums / np.maximum(n_cells, 1)[:, None]))
+            self.module.reference_mean.copy_(torch.as_tensor(sums.sum(0) / max(n_cells.sum(), 1)))
+
+    def _centring(self, adata: AnnData) -> tuple[np.ndarray, torch.Tensor]:
+        """Each cell's row in a table of batch shifts: training batches, then new batches.
+
+        Cells of batches the model was not trained on (or all cells, when ``adata`` has no
+        batch column) are centred on the mean of their batch in ``adata``.
+        """
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        deltas = self.module.batch_deltas().detach().cpu()
+        if adata is self.adata:
+            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+            return codes.astype(np.int64), deltas
+        key = state.original_key
+        if key in adata.obs:
+            values = adata.obs[key].astype(str).to_numpy()
+        else:
+            warnings.warn(
+                f"adata.obs has no {key!r} column: all cells are treated as one new batch and "
+                "centred on their own mean expression.",
+                UserWarning,
+                stacklevel=3,
+            )
+            values = np.full(adata.n_obs, "__query__")
+        known = {str(c): i for i, c in enumerate(state.categorical_mapping)}
+        new = sorted(set(values) - set(known))
+        lookup = {**known, **{name: len(known) + i for i, name in enumerate(new)}}
+        codes = np.array([lookup[v] for v in values], dtype=np.int64)
+        if new:
+            matrix = _expression_matrix(adata, self._layer)
+            sums, n_cells = self._batch_sums(matrix, codes, len(lookup))
+            small = [name for name in new if n_cells[lookup[name]] < 50]
+            if small:
+                warnings.warn(
+                    f"New batches with fewer than 50 cells are centred on noisy means: "
+                    f"{small[:5]}.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            new_means = torch.as_tensor(sums[len(known) :] / n_cells[len(known) :, None])
+            new_deltas = new_means.float() - self.module.reference_mean.detach().cpu()
+            deltas = torch.cat([deltas, new_deltas])
+        return codes, deltas
 
     # ------------------------------------------------------------- outputs
     def _batch_codes(self, adata: AnnData, indices: np.ndarray) -> torch.Tensor | None:
@@ -379,8 +535,8 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         key = state.original_key
         if key not in adata.obs:
             raise KeyError(
-                f"The model's decoder is conditioned on batch_key={key!r}, which is not a column "
-                "of adata.obs."
+                f"The model is conditioned on batch_key={key!r}, which is not a column of "
+                "adata.obs. Add each cell's batch (one of the training batches)."
             )
         values = adata.obs[key].to_numpy()[indices]
         mapping = {c: i for i, c in enumerate(state.categorical_mapping)}
@@ -430,12 +586,15 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         matrix = _expression_matrix(adata, self._layer)
         self.module.eval()
         device = self.device
-        outputs = [
-            self.module.embed(x.to(device)).cpu()
-            for _, x in iterate_minibatches(
-                matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
-            )
-        ]
+        batch_codes, deltas = self._centring(adata) if self.module.batch_centering else (None, None)
+        outputs = []
+        for chunk, x in iterate_minibatches(
+            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
+        ):
+            batch_index = None
+            if self.module.batch_centering:
+                batch_index = torch.as_tensor(batch_codes[chunk]).to(device)
+            outputs.append(self.module.embed(x.to(device), batch_index, deltas).cpu())
         if not outputs:
             return np.zeros((0, self.module.n_latent), dtype=np.float32)
         return torch.cat(outputs).numpy()
@@ -447,8 +606,9 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
         indices: Sequence[int] | None = None,
         batch_size: int | None = None,
         return_numpy: bool = False,
+        kind: str = "log1p",
     ) -> pd.DataFrame | np.ndarray:
-        """Decoder reconstruction of unmasked cells, in ``log1p(normalize_total(1e4))`` space.
+        """Decoder reconstruction of unmasked cells (masked pretexts only).
 
         Parameters
         ----------
@@ -460,8 +620,24 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             Cells per minibatch (default 1024).
         return_numpy
             Return an array instead of a DataFrame indexed by cells with genes as columns.
+        kind
+            ``"log1p"``: ``log1p(normalize_total(1e4))`` values (the study's space);
+            ``"counts"``: expected counts at each cell's own library size (the NB mean for
+            ``likelihood="nb"``).
+
+        Raises
+        ------
+        ValueError
+            For a contrastive pretext (no decoder) or an unknown ``kind``.
 
         """
+        if kind not in ("log1p", "counts"):
+            raise ValueError(f"kind={kind!r}; choose 'log1p' or 'counts'.")
+        if not self.module.has_decoder:
+            raise ValueError(
+                f"pretext={self.module.pretext!r} has no decoder; reconstruction needs a masked "
+                "pretext (random_mask, gene_programme_mask or programme_to_tf)."
+            )
         self._check_if_trained(warn=True)
         adata, indices = self._cells(adata, indices)
         matrix = _expression_matrix(adata, self._layer)
@@ -474,7 +650,9 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             batch_index = self._batch_codes(adata, chunk)
             if batch_index is not None:
                 batch_index = batch_index.to(device)
-            outputs.append(self.module.reconstruct(x.to(device), batch_index).cpu())
+            outputs.append(
+                self.module.reconstruct(x.to(device), batch_index, counts=kind == "counts").cpu()
+            )
         values = (
             torch.cat(outputs).numpy()
             if outputs

@@ -1,6 +1,32 @@
-"""Pure torch building blocks (no AnnData): MLPs, sparse first layer, masking strategies."""
+"""Pure torch building blocks (no AnnData): MLPs, masking, augmentations, contrastive heads."""
 
-from ._masking import RandomMask
+from ._augment import AUGMENTATIONS, DropoutNoise, NegBinNoise, View
+from ._contrastive import (
+    barlow_twins_loss,
+    barlow_twins_projector,
+    byol_head,
+    byol_loss,
+    ema_decay,
+    ema_update,
+)
+from ._masking import GeneProgrammeMask, ProgrammeToTFMask, RandomMask
 from ._mlp import ACTIVATIONS, SparseInputLinear, mlp
 
-__all__ = ["ACTIVATIONS", "RandomMask", "SparseInputLinear", "mlp"]
+__all__ = [
+    "ACTIVATIONS",
+    "AUGMENTATIONS",
+    "DropoutNoise",
+    "GeneProgrammeMask",
+    "NegBinNoise",
+    "ProgrammeToTFMask",
+    "RandomMask",
+    "SparseInputLinear",
+    "View",
+    "barlow_twins_loss",
+    "barlow_twins_projector",
+    "byol_head",
+    "byol_loss",
+    "ema_decay",
+    "ema_update",
+    "mlp",
+]

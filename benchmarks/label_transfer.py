@@ -1,15 +1,31 @@
-"""Label transfer on Kang PBMCs, control -> IFN-beta stimulated, with speed and memory.
+"""Label transfer benchmark: scssl (zero-shot kNN and fine-tuned classifier) against baselines.
 
-Reference: ``stim == "CTRL"`` cells with their ``cell_type``; query: ``stim == "STIM"`` cells.
-Unsupervised embeddings (scssl SSLEncoder, PCA-50, scVI) are fit on all cells without labels,
-then each query cell gets the majority label of its 5 nearest reference cells. Logistic
-regression is trained on the reference's 2,000 most variable genes.
+Tasks
+-----
+- ``kang``: Kang et al. PBMCs, reference = control cells (``stim == "CTRL"``), query = IFN-beta
+  stimulated cells; ``cell_type``. Batch = ``stim``.
+- ``pbmc3tech``: PBMCs of three 10x chemistries, leave one chemistry out (reference = the other
+  two); ``cell_type``. Batch = ``batch``. Scores are averaged over the three folds.
 
-Each method runs in its own process so that its peak memory (max RSS) is its own.
+Methods
+-------
+Unsupervised embeddings fit on all cells of the task without labels (transductive, as usual for
+kNN label transfer), then a 5-nearest-neighbour majority vote from the reference:
+``ssl_knn`` (SSLEncoder, random mask, decoder conditioned on the batch), ``pca_knn`` (PCA-50 of
+2,000 HVGs), ``scvi_knn`` (scVI with the batch). Supervised: ``ssl_finetuned`` (SSLClassifier
+from the same pretrained encoder, fine-tuned on the reference labels, temperature-calibrated),
+``ssl_finetuned_adapted`` (pbmc3tech only: the query chemistry mapped with
+``SSLClassifier.load_query_data`` + batch-shift adaptation), ``scanvi`` (from the scVI model,
+query cells unlabeled), ``logreg`` (logistic regression on the reference's 2,000 HVGs, CellTypist
+-like). Metrics: macro F1 over the query's cell types, accuracy, expected calibration error (ECE,
+15 bins) of the predicted label's probability (the vote share for kNN).
 
-    python benchmarks/label_transfer.py [--data ../shared/data/kang_ifnb_pbmc.h5ad] [--epochs 30]
+Each method runs in its own process (peak RSS is its own). Timings are wall-clock seconds on
+whatever machine runs it (on a shared 2-core machine they are contended and only indicative).
 
-Writes ``benchmarks/results/label_transfer_kang.json`` and ``.md``.
+    python benchmarks/label_transfer.py [--tasks kang pbmc3tech] [--epochs 20]
+
+Writes ``benchmarks/results/label_transfer.{json,md}`` and PNG plots next to them.
 """
 
 from __future__ import annotations
@@ -24,164 +40,510 @@ from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).parent / "results"
-METHODS = ("scssl", "pca", "scvi", "logreg")
+ROOT = Path(__file__).parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED = ROOT / ".." / "shared" / "data"
+METHOD_GROUPS = ("ssl", "pca", "scvi", "logreg")
+NAMES = {
+    "ssl_finetuned": "scssl fine-tuned classifier",
+    "ssl_finetuned_adapted": "scssl fine-tuned + query batch adaptation",
+    "ssl_knn": "scssl SSLEncoder + kNN",
+    "pca_knn": "PCA-50 (2,000 HVGs) + kNN",
+    "scvi_knn": "scVI + kNN",
+    "scanvi": "scANVI",
+    "logreg": "logistic regression (2,000 HVGs)",
+}
+SSL_ROWS = ("ssl_finetuned", "ssl_finetuned_adapted", "ssl_knn")
 
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_method(method: str, data: str, epochs: int, seed: int) -> dict:
+def load_task(task: str, data_dir: Path, max_cells: int | None, seed: int):
+    """AnnData, labels key, batch key and folds ``[(name, reference mask)]``."""
+    import anndata as ad
+
     import scssl
-    from scssl.benchmark import (
-        accuracy,
-        knn_transfer,
-        logistic_regression_transfer,
-        macro_f1,
-        pca_embedding,
-        scvi_embedding,
-    )
 
-    adata = scssl.datasets.kang_ifnb_pbmc(data)
-    rss_data = _peak_rss_mb()
-    reference = (adata.obs["stim"] == "CTRL").to_numpy()
-    labels = adata.obs["cell_type"].to_numpy()
-    result: dict = {"method": method, "n_cells": adata.n_obs, "n_genes": adata.n_vars}
-    start = time.perf_counter()
-    if method == "logreg":
-        predicted = logistic_regression_transfer(
-            adata[reference], labels[reference], adata[~reference], seed=seed
-        )
+    if task == "kang":
+        adata = scssl.datasets.kang_ifnb_pbmc(data_dir / "kang_ifnb_pbmc.h5ad")
+        batch_key = "stim"
+    elif task == "pbmc3tech":
+        adata = ad.read_h5ad(data_dir / "pbmc_3tech.h5ad")
+        batch_key = "batch"
     else:
-        if method == "pca":
-            embedding = pca_embedding(adata, seed=seed)
-        elif method == "scssl":
-            import scvi
-
-            scvi.settings.seed = seed
-            scssl.model.SSLEncoder.setup_anndata(adata)
-            model = scssl.model.SSLEncoder(adata)
-            t0 = time.perf_counter()
-            model.train(max_epochs=epochs, enable_progress_bar=False)
-            result.update(_training_speed(model, time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            embedding = model.get_latent_representation()
-            result["inference_cells_per_s"] = adata.n_obs / (time.perf_counter() - t0)
-        elif method == "scvi":
-            t0 = time.perf_counter()
-            embedding, model = scvi_embedding(adata, max_epochs=epochs, seed=seed)
-            result.update(_training_speed(model, time.perf_counter() - t0))
-            t0 = time.perf_counter()
-            model.get_latent_representation()
-            result["inference_cells_per_s"] = adata.n_obs / (time.perf_counter() - t0)
-        predicted, _ = knn_transfer(embedding[reference], labels[reference], embedding[~reference])
-    result["seconds_total"] = time.perf_counter() - start
-    result["macro_f1"] = macro_f1(labels[~reference], predicted)
-    result["accuracy"] = accuracy(labels[~reference], predicted)
-    result["peak_rss_mb"] = _peak_rss_mb()
-    result["rss_after_loading_data_mb"] = rss_data
-    return result
+        raise ValueError(task)
+    if max_cells is not None and adata.n_obs > max_cells:
+        keep = np.random.default_rng(seed).choice(adata.n_obs, max_cells, replace=False)
+        adata = adata[np.sort(keep)].copy()
+    adata.obs[batch_key] = adata.obs[batch_key].astype(str).astype("category")
+    if task == "kang":
+        folds = [("CTRL->STIM", (adata.obs["stim"] == "CTRL").to_numpy())]
+    else:
+        folds = [
+            (f"->{b}", (adata.obs[batch_key] != b).to_numpy())
+            for b in sorted(adata.obs[batch_key].unique())
+        ]
+    return adata, "cell_type", batch_key, folds
 
 
-def _training_speed(model, seconds: float) -> dict:
-    epochs = len(model.history["train_loss"])
-    n_train = len(model.train_indices)
-    return {
-        "epochs_trained": epochs,
-        "train_seconds": seconds,
-        "train_cells_per_s": n_train * epochs / seconds,
+def _scores(y_true, predicted, confidence) -> dict:
+    from scssl.benchmark import accuracy, expected_calibration_error, macro_f1, per_class_f1
+
+    out = {
+        "macro_f1": macro_f1(y_true, predicted),
+        "accuracy": accuracy(y_true, predicted),
+        "per_class_f1": per_class_f1(y_true, predicted),
     }
+    out["ece"] = (
+        None if confidence is None else expected_calibration_error(y_true, predicted, confidence)
+    )
+    return out
 
 
-def _markdown(results: list[dict], args) -> str:
-    lines = [
-        f"Kang PBMC label transfer CTRL -> STIM ({results[0]['n_cells']} cells x "
-        f"{results[0]['n_genes']} genes), kNN k=5 on embeddings; 2 CPU cores; "
-        f"max {args.epochs} epochs for the neural models (early stopping on for scssl).",
-        "",
-        "| method | macro F1 | accuracy | train cells/s | inference cells/s | peak RSS (MB) |",
-        "|---|---|---|---|---|---|",
-    ]
-    names = {
-        "scssl": "scssl SSLEncoder (random mask) + kNN",
-        "pca": "PCA-50 on 2,000 HVGs + kNN",
-        "scvi": "scVI + kNN",
-        "logreg": "logistic regression, 2,000 HVGs",
-    }
-    for r in results:
-        train = f"{r['train_cells_per_s']:.0f}" if "train_cells_per_s" in r else "-"
-        infer = f"{r['inference_cells_per_s']:.0f}" if "inference_cells_per_s" in r else "-"
-        lines.append(
-            f"| {names[r['method']]} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} | {train} | "
-            f"{infer} | {r['peak_rss_mb']:.0f} |"
+def _row(method, task, fold, y_true, predicted, confidence, seconds, **extra) -> dict:
+    row = {"task": task, "fold": fold, "method": method, "seconds": seconds}
+    row.update(_scores(y_true, predicted, confidence))
+    row.update(extra)
+    row["_predicted"] = [str(p) for p in predicted]
+    return row
+
+
+def run_group(group: str, task: str, args) -> list[dict]:
+    import scvi
+    import torch
+
+    import scssl
+    from scssl.benchmark import knn_transfer, pca_embedding
+
+    torch.set_num_threads(args.threads)
+    scvi.settings.seed = args.seed
+    scvi.settings.dl_num_workers = 0
+    adata, labels_key, batch_key, folds = load_task(
+        task, Path(args.data_dir), args.max_cells, args.seed
+    )
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    big = task == "kang"
+    pre_epochs = args.epochs if big else args.small_epochs
+    rows: list[dict] = []
+
+    def knn_rows(name, embedding, seconds, **extra):
+        for fold, ref in folds:
+            t0 = time.perf_counter()
+            predicted, confidence = knn_transfer(embedding[ref], labels[ref], embedding[~ref])
+            rows.append(
+                _row(
+                    name,
+                    task,
+                    fold,
+                    labels[~ref],
+                    predicted,
+                    confidence,
+                    seconds + time.perf_counter() - t0,
+                    **extra,
+                )
+            )
+
+    if group == "pca":
+        t0 = time.perf_counter()
+        embedding = pca_embedding(adata, seed=args.seed)
+        knn_rows("pca_knn", embedding, time.perf_counter() - t0)
+    elif group == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        from scssl.benchmark import highly_variable_genes, log_normalize
+
+        lognorm = log_normalize(adata)
+        for fold, ref in folds:
+            t0 = time.perf_counter()
+            reference = lognorm[ref]
+            genes = reference.var_names[highly_variable_genes(reference.copy())]
+            classifier = LogisticRegression(max_iter=1000, random_state=args.seed)
+            classifier.fit(reference[:, genes].X, labels[ref])
+            proba = classifier.predict_proba(lognorm[~ref][:, genes].X)
+            predicted = classifier.classes_[proba.argmax(1)]
+            rows.append(
+                _row(
+                    "logreg",
+                    task,
+                    fold,
+                    labels[~ref],
+                    predicted,
+                    proba.max(1),
+                    time.perf_counter() - t0,
+                )
+            )
+    elif group == "scvi":
+        data = adata.copy()
+        scvi.model.SCVI.setup_anndata(data, batch_key=batch_key)
+        model = scvi.model.SCVI(data)
+        t0 = time.perf_counter()
+        model.train(max_epochs=pre_epochs, enable_progress_bar=False)
+        scvi_seconds = time.perf_counter() - t0
+        knn_rows(
+            "scvi_knn",
+            model.get_latent_representation(),
+            scvi_seconds,
+            epochs=len(model.history["elbo_train"]),
         )
-    return "\n".join(lines) + "\n"
+        for fold, ref in folds:
+            t0 = time.perf_counter()
+            data.obs["_scanvi_labels"] = np.where(ref, labels, "Unknown")
+            scanvi = scvi.model.SCANVI.from_scvi_model(
+                model, "Unknown", labels_key="_scanvi_labels", adata=data
+            )
+            scanvi.train(
+                max_epochs=args.scanvi_epochs, n_samples_per_label=100, enable_progress_bar=False
+            )
+            proba = scanvi.predict(data[~ref], soft=True)
+            predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+            rows.append(
+                _row(
+                    "scanvi",
+                    task,
+                    fold,
+                    labels[~ref],
+                    predicted,
+                    proba.to_numpy().max(1),
+                    scvi_seconds + time.perf_counter() - t0,
+                )
+            )
+    elif group == "ssl":
+        data = adata.copy()
+        scssl.model.SSLEncoder.setup_anndata(data, batch_key=batch_key)
+        encoder = scssl.model.SSLEncoder(data)
+        t0 = time.perf_counter()
+        encoder.train(max_epochs=pre_epochs, batch_size=128, enable_progress_bar=False)
+        pre_seconds = time.perf_counter() - t0
+        pre_epochs_done = len(encoder.history["train_loss"])
+        knn_rows(
+            "ssl_knn", encoder.get_latent_representation(), pre_seconds, epochs=pre_epochs_done
+        )
+        for fold, ref in folds:
+            reference, query = adata[ref].copy(), adata[~ref].copy()
+            t0 = time.perf_counter()
+            scvi.settings.seed = args.seed
+            clf = scssl.model.SSLClassifier.from_encoder(encoder, reference, labels_key)
+            clf.train(max_epochs=args.finetune_epochs, enable_progress_bar=False)
+            ft_seconds = time.perf_counter() - t0
+            proba = clf.predict(query, soft=True)
+            raw = clf.predict(query, soft=True, calibrated=False).to_numpy()
+            predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+            from scssl.benchmark import expected_calibration_error
+
+            ece_raw = expected_calibration_error(
+                labels[~ref], proba.columns.to_numpy()[raw.argmax(1)], raw.max(1)
+            )
+            rows.append(
+                _row(
+                    "ssl_finetuned",
+                    task,
+                    fold,
+                    labels[~ref],
+                    predicted,
+                    proba.to_numpy().max(1),
+                    pre_seconds + ft_seconds,
+                    ece_uncalibrated=ece_raw,
+                    calibration=clf.calibration_,
+                    finetune_epochs=len(clf.history["train_loss"]),
+                    pretrain_epochs=pre_epochs_done,
+                )
+            )
+            if task == "pbmc3tech":
+                t0 = time.perf_counter()
+                mapped = scssl.model.SSLClassifier.load_query_data(query, clf)
+                mapped.train(max_epochs=args.adapt_epochs, enable_progress_bar=False)
+                proba = mapped.predict(query, soft=True)
+                predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
+                rows.append(
+                    _row(
+                        "ssl_finetuned_adapted",
+                        task,
+                        fold,
+                        labels[~ref],
+                        predicted,
+                        proba.to_numpy().max(1),
+                        pre_seconds + ft_seconds + time.perf_counter() - t0,
+                    )
+                )
+    for row in rows:
+        row["peak_rss_mb"] = _peak_rss_mb()
+        row["n_cells"], row["n_genes"] = adata.n_obs, adata.n_vars
+    return rows
+
+
+def cached_run_group(group: str, task: str, args) -> list[dict]:
+    """``run_group`` with its rows kept on disk, so that groups can run in parallel processes
+    (``--run GROUP TASK`` started by hand) and an interrupted benchmark resumes."""
+    name = (
+        f"{group}_{task}_e{args.epochs}_s{args.small_epochs}_f{args.finetune_epochs}"
+        f"_sc{args.scanvi_epochs}_a{args.adapt_epochs}_seed{args.seed}_m{args.max_cells}.json"
+    )
+    cache = Path(args.cache) / name
+    running = cache.with_suffix(".running")
+    if not cache.exists() and running.exists():
+        while not cache.exists():  # another process computes it
+            time.sleep(10)
+    if cache.exists():
+        return json.loads(cache.read_text())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    running.touch()
+    try:
+        rows = run_group(group, task, args)
+        cache.write_text(json.dumps(rows))
+    finally:
+        running.unlink(missing_ok=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean over folds per task and method."""
+    out = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        for method in dict.fromkeys(r["method"] for r in rows if r["task"] == task):
+            sel = [r for r in rows if r["task"] == task and r["method"] == method]
+            eces = [r["ece"] for r in sel if r["ece"] is not None]
+            out.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "n_folds": len(sel),
+                    "macro_f1": float(np.mean([r["macro_f1"] for r in sel])),
+                    "accuracy": float(np.mean([r["accuracy"] for r in sel])),
+                    "ece": float(np.mean(eces)) if eces else None,
+                    "seconds": float(np.mean([r["seconds"] for r in sel])),
+                    "macro_f1_per_fold": {r["fold"]: r["macro_f1"] for r in sel},
+                }
+            )
+    for task in dict.fromkeys(s["task"] for s in out):
+        rows_t = [s for s in out if s["task"] == task]
+        baselines = [s for s in rows_t if s["method"] not in SSL_ROWS]
+        best = max(baselines, key=lambda s: s["macro_f1"]) if baselines else None
+        for s in rows_t:
+            if best is not None:
+                s["ratio_to_best_baseline"] = s["macro_f1"] / best["macro_f1"]
+                s["best_baseline"] = best["method"]
+    return out
+
+
+def markdown(summary: list[dict], rows: list[dict], args) -> str:
+    lines = [
+        "# Label transfer",
+        "",
+        f"Seed {args.seed}; SSL pretraining and scVI: at most {args.epochs} epochs (Kang) / "
+        f"{args.small_epochs} (pbmc_3tech); fine-tuning at most {args.finetune_epochs} epochs with "
+        f"early stopping; scANVI {args.scanvi_epochs} epochs. Time in seconds, wall clock on a "
+        "shared 2-core CPU machine (contended: indicative only).",
+        "",
+    ]
+    for task in dict.fromkeys(s["task"] for s in summary):
+        sel = sorted([s for s in summary if s["task"] == task], key=lambda s: -s["macro_f1"])
+        title = (
+            "Kang PBMC, CTRL -> STIM"
+            if task == "kang"
+            else "pbmc_3tech, leave one chemistry out (mean of 3 folds)"
+        )
+        lines += [
+            f"## {title}",
+            "",
+            "| method | macro F1 | / best baseline | accuracy | ECE | seconds |",
+            "|---|---|---|---|---|---|",
+        ]
+        for s in sel:
+            ece = "-" if s["ece"] is None else f"{s['ece']:.3f}"
+            lines.append(
+                f"| {NAMES[s['method']]} | {s['macro_f1']:.3f} | "
+                f"{s.get('ratio_to_best_baseline', float('nan')):.3f} | {s['accuracy']:.3f} | "
+                f"{ece} | {s['seconds']:.0f} |"
+            )
+        if task == "pbmc3tech":
+            folds = list(sel[0]["macro_f1_per_fold"])
+            lines += ["", "Macro F1 per held-out chemistry:", ""]
+            lines += ["| method | " + " | ".join(folds) + " |", "|---" * (len(folds) + 1) + "|"]
+            for s in sel:
+                lines.append(
+                    f"| {NAMES[s['method']]} | "
+                    + " | ".join(f"{s['macro_f1_per_fold'][f]:.3f}" for f in folds)
+                    + " |"
+                )
+        ft = [r for r in rows if r["task"] == task and r["method"] == "ssl_finetuned"]
+        if ft:
+            lines += ["", "Calibration of the fine-tuned classifier (temperature scaling):", ""]
+            for r in ft:
+                c = r.get("calibration") or {}
+                lines.append(
+                    f"- {r['fold']}: temperature {c.get('temperature', float('nan')):.2f}; ECE on "
+                    f"the held-out reference cells {c.get('ece_before', float('nan')):.3f} -> "
+                    f"{c.get('ece_after', float('nan')):.3f}; on the query "
+                    f"{r['ece_uncalibrated']:.3f} -> {r['ece']:.3f}"
+                )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(summary: list[dict], rows: list[dict], out: Path, adata_labels: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    import scssl
+
+    tasks = list(dict.fromkeys(s["task"] for s in summary))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        sel = sorted([s for s in summary if s["task"] == task], key=lambda s: s["macro_f1"])
+        colours = ["tab:orange" if s["method"] in SSL_ROWS else "tab:gray" for s in sel]
+        ax.barh([NAMES[s["method"]] for s in sel], [s["macro_f1"] for s in sel], color=colours)
+        for i, s in enumerate(sel):
+            ax.text(s["macro_f1"] + 0.005, i, f"{s['macro_f1']:.3f}", va="center", fontsize=8)
+        ax.set_xlim(0, 1.08)
+        ax.set_xlabel("macro F1")
+        ax.set_title(task)
+    fig.tight_layout()
+    fig.savefig(out.with_name(out.name + "_macro_f1.png"), dpi=150)
+    plt.close(fig)
+    if "kang" in adata_labels:
+        kang_rows = [r for r in rows if r["task"] == "kang"]
+        obs = pd.DataFrame({"cell_type": adata_labels["kang"]})
+        for r in kang_rows:
+            obs[r["method"]] = r["_predicted"]
+        if "ssl_finetuned" in obs:
+            scssl.pl.confusion_matrix(
+                obs,
+                "cell_type",
+                "ssl_finetuned",
+                show=False,
+                save=str(out.with_name(out.name + "_kang_confusion.png")),
+            )
+            plt.close("all")
+        methods = {NAMES[r["method"]]: r["method"] for r in kang_rows}
+        _, ax = plt.subplots(figsize=(12, 4.5))
+        scssl.pl.per_class_f1(
+            obs,
+            "cell_type",
+            methods,
+            ax=ax,
+            show=False,
+            save=str(out.with_name(out.name + "_kang_per_class_f1.png")),
+        )
+        plt.close("all")
+
+
+def merge(args) -> None:
+    """Results JSON + cached groups it lacks -> rewritten JSON, markdown and macro F1 plots."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    out = Path(args.out)
+    payload = json.loads(out.with_suffix(".json").read_text())
+    rows = payload["rows"]
+    have = {(r["task"], r["method"]) for r in rows}
+    for task in args.tasks:
+        for group in args.groups:
+            name = (
+                f"{group}_{task}_e{args.epochs}_s{args.small_epochs}_f{args.finetune_epochs}"
+                f"_sc{args.scanvi_epochs}_a{args.adapt_epochs}_seed{args.seed}"
+                f"_m{args.max_cells}.json"
+            )
+            cache = Path(args.cache) / name
+            if cache.exists():
+                for r in json.loads(cache.read_text()):
+                    if (r["task"], r["method"]) not in have:
+                        r.pop("_predicted", None)
+                        rows.append(r)
+                        print(f"added {r['task']} {r['method']} {r['fold']}")
+    summary = summarise(rows)
+    plots(summary, rows, out, {})
+    kang = [r for r in rows if r["task"] == "kang"]
+    if kang:
+        table = pd.DataFrame({NAMES[r["method"]]: r["per_class_f1"] for r in kang})
+        ax = table.plot.bar(figsize=(12, 4.5), width=0.85)
+        ax.set_ylabel("F1")
+        ax.set_ylim(0, 1.05)
+        ax.set_title("Kang CTRL -> STIM, per-class F1")
+        ax.legend(
+            [f"{c} (macro F1 {table[c].mean():.3f})" for c in table.columns],
+            fontsize=8,
+            loc="lower left",
+        )
+        ax.figure.tight_layout()
+        ax.figure.savefig(out.with_name(out.name + "_kang_per_class_f1.png"), dpi=150)
+        plt.close("all")
+    payload.update(summary=summary, rows=rows)
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
+    text = markdown(summary, rows, args)
+    out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--data", default=str(Path(__file__).parents[1] / "../shared/data/kang_ifnb_pbmc.h5ad")
-    )
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--data-dir", default=str(SHARED))
+    parser.add_argument("--tasks", nargs="+", default=["kang", "pbmc3tech"])
+    parser.add_argument("--groups", nargs="+", default=list(METHOD_GROUPS))
+    parser.add_argument("--epochs", type=int, default=20, help="Kang pretraining / scVI epochs")
+    parser.add_argument("--small-epochs", type=int, default=100, help="pbmc_3tech epochs")
+    parser.add_argument("--finetune-epochs", type=int, default=30)
+    parser.add_argument("--scanvi-epochs", type=int, default=10)
+    parser.add_argument("--adapt-epochs", type=int, default=20)
+    parser.add_argument("--max-cells", type=int, default=None, help="subsample (smoke tests)")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--method", choices=METHODS, help="run one method (used internally)")
-    parser.add_argument("--out", default=str(RESULTS / "label_transfer_kang"))
+    parser.add_argument("--run", nargs=2, metavar=("GROUP", "TASK"), help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(RESULTS / "label_transfer"))
+    parser.add_argument("--cache", default="/tmp/scssl_label_transfer_cache")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="add cached groups missing from the existing results JSON and rewrite the outputs",
+    )
     args = parser.parse_args()
 
-    if args.method:
-        print(json.dumps(run_method(args.method, args.data, args.epochs, args.seed)))
+    if args.merge:
+        merge(args)
         return
-    results = []
-    for method in METHODS:
-        print(f"running {method} ...", flush=True)
-        completed = subprocess.run(
-            [
-                sys.executable,
-                __file__,
-                "--method",
-                method,
-                "--data",
-                args.data,
-                "--epochs",
-                str(args.epochs),
-                "--seed",
-                str(args.seed),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        results.append(json.loads(completed.stdout.strip().splitlines()[-1]))
-        print(json.dumps(results[-1]), flush=True)
-    scssl_row = next(r for r in results if r["method"] == "scssl")
-    scvi_row = next(r for r in results if r["method"] == "scvi")
-    summary = {
-        "train_throughput_ratio_scssl_over_scvi": scssl_row["train_cells_per_s"]
-        / scvi_row["train_cells_per_s"],
-        "inference_throughput_ratio_scssl_over_scvi": scssl_row["inference_cells_per_s"]
-        / scvi_row["inference_cells_per_s"],
-        "peak_rss_ratio_scssl_over_scvi": scssl_row["peak_rss_mb"] / scvi_row["peak_rss_mb"],
-    }
+    if args.run:
+        print("RESULT " + json.dumps(cached_run_group(args.run[0], args.run[1], args)))
+        return
+    passthrough = [a for a in sys.argv[1:]]
+    rows: list[dict] = []
+    for task in args.tasks:
+        for group in args.groups:
+            print(f"running {group} on {task} ...", flush=True)
+            completed = subprocess.run(
+                [sys.executable, __file__, *passthrough, "--run", group, task],
+                capture_output=True,
+                text=True,
+            )
+            results = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+            if completed.returncode != 0 or not results:
+                print(completed.stderr[-3000:], flush=True)
+                raise SystemExit(f"{group} on {task} failed")
+            new = json.loads(results[-1][len("RESULT ") :])
+            for r in new:
+                print(f"  {r['method']} {r['fold']}: macro F1 {r['macro_f1']:.3f}", flush=True)
+            rows += new
+    labels = {}
+    if "kang" in args.tasks:
+        adata, key, _, folds = load_task("kang", Path(args.data_dir), args.max_cells, args.seed)
+        labels["kang"] = adata.obs[key].astype(str).to_numpy()[~folds[0][1]]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "task": "kang_ctrl_to_stim",
-        "epochs": args.epochs,
-        "seed": args.seed,
-        "results": results,
-        "summary": summary,
-    }
+    summary = summarise(rows)
+    plots(summary, rows, out, labels)
+    for r in rows:
+        r.pop("_predicted", None)
+    payload = {"args": vars(args), "summary": summary, "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2))
-    table = (
-        _markdown(results, args)
-        + "\n"
-        + "\n".join(f"- {k}: {v:.2f}" for k, v in summary.items())
-        + "\n"
-    )
-    out.with_suffix(".md").write_text(table)
-    print(table)
+    text = markdown(summary, rows, args)
+    out.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-from . import benchmark, data, datasets, io, model, module, nn, tl, train
+from . import benchmark, data, datasets, io, model, module, nn, pl, tl, train
 
 __all__ = [
     "__version__",
@@ -18,6 +18,7 @@ __all__ = [
     "model",
     "module",
     "nn",
+    "pl",
     "tl",
     "train",
 ]

@@ -12,11 +12,13 @@ from ._knn import knn_transfer
 from ._protein_baselines import ridge_protein_prediction, totalvi_protein_prediction
 from .metrics import (
     accuracy,
+    expected_calibration_error,
     macro_f1,
     mean_squared_error,
     pearson_flattened,
     pearson_per_cell,
     pearson_per_protein,
+    per_class_f1,
     protein_prediction_scores,
     spearman_flattened,
     spearman_per_protein,
@@ -25,6 +27,7 @@ from .metrics import (
 
 __all__ = [
     "accuracy",
+    "expected_calibration_error",
     "highly_variable_genes",
     "knn_transfer",
     "log_normalize",
@@ -36,6 +39,7 @@ __all__ = [
     "pearson_flattened",
     "pearson_per_cell",
     "pearson_per_protein",
+    "per_class_f1",
     "protein_prediction_scores",
     "ridge_protein_prediction",
     "scvi_embedding",

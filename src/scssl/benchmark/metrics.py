@@ -179,3 +179,39 @@ def protein_prediction_scores(y_true, y_pred, feature_names=None) -> dict:
             )
         },
     }
+
+
+def per_class_f1(y_true, y_pred) -> dict[str, float]:
+    """F1 of each class present in ``y_true``, sorted by class name."""
+    y_true = np.asarray(y_true).astype(str)
+    y_pred = np.asarray(y_pred).astype(str)
+    classes = np.unique(y_true)
+    scores = f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0.0)
+    return {str(c): float(s) for c, s in zip(classes, scores, strict=True)}
+
+
+def expected_calibration_error(y_true, y_pred, confidence, n_bins: int = 15) -> float:
+    """Expected calibration error of the predicted class's probability (Guo et al. 2017).
+
+    Cells are binned by ``confidence`` into ``n_bins`` equal-width bins on [0, 1]; the ECE is
+    the cell-weighted mean over bins of ``|accuracy - mean confidence|``. 0 is perfectly
+    calibrated.
+    """
+    y_true = np.asarray(y_true).astype(str)
+    y_pred = np.asarray(y_pred).astype(str)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if not (len(y_true) == len(y_pred) == len(confidence)):
+        raise ValueError(
+            f"y_true, y_pred and confidence differ in length: {len(y_true)}, {len(y_pred)}, "
+            f"{len(confidence)}."
+        )
+    if len(y_true) == 0:
+        return float("nan")
+    correct = (y_true == y_pred).astype(np.float64)
+    bins = np.clip((confidence * n_bins).astype(int), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)

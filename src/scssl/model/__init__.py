@@ -1,6 +1,7 @@
 """scvi-tools model classes."""
 
+from ._ssl_classifier import SSLClassifier
 from ._ssl_encoder import SSLEncoder
 from ._ssl_protein import SSLProteinPredictor
 
-__all__ = ["SSLEncoder", "SSLProteinPredictor"]
+__all__ = ["SSLClassifier", "SSLEncoder", "SSLProteinPredictor"]

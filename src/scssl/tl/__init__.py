@@ -2,5 +2,6 @@
 
 from ._embed import embed
 from ._protein import predict_protein
+from ._transfer import transfer_labels
 
-__all__ = ["embed", "predict_protein"]
+__all__ = ["embed", "predict_protein", "transfer_labels"]

@@ -1,0 +1,730 @@
+"""SSLClassifier: a pretrained SSL encoder fine-tuned for cell-type prediction."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from anndata import AnnData
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+
+from scssl.benchmark.metrics import expected_calibration_error
+from scssl.data import (
+    AlignmentReport,
+    GeneVocabulary,
+    SparseDataSplitter,
+    align_to_vocabulary,
+    check_unique_var_names,
+    iterate_minibatches,
+)
+from scssl.module import ClassifierModule
+
+from ._ssl_encoder import (
+    DEFAULT_INFERENCE_BATCH_SIZE,
+    DEFAULT_MIN_OVERLAP,
+    _adamw,
+    _check_expression,
+    _expression_matrix,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_UNLABELED = "Unknown"
+
+
+def _fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
+    """Temperature minimising the negative log-likelihood of ``labels`` (Guo et al. 2017)."""
+    log_t = torch.zeros((), requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return float(log_t.detach().clamp(-4.0, 4.0).exp())
+
+
+def _trainable_adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    return _adamw([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
+
+
+class SSLClassifier(UnsupervisedTrainingMixin, BaseModelClass):
+    """Cell-type classifier: the SSL encoder with a linear head, fine-tuned on labelled cells.
+
+    Build it from a pretrained :class:`scssl.model.SSLEncoder` with :meth:`from_encoder` (or from
+    scratch with :meth:`setup_anndata` and the constructor). Training minimises a class-balanced
+    cross-entropy with AdamW and early stopping; a held-out part of the reference then fits a
+    softmax temperature so that the predicted probabilities are calibrated (``calibration_``
+    reports the expected calibration error before and after).
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`; its genes become the gene vocabulary.
+    n_latent, n_hidden, dropout_rate, activation
+        Encoder architecture (as :class:`scssl.model.SSLEncoder`).
+    head_dropout
+        Dropout before the classification layer.
+    class_balance
+        Weight each class by its inverse frequency in the cross-entropy, so rare cell types count
+        as much as common ones.
+    freeze_encoder
+        Train the head only, keeping the (pretrained) encoder fixed.
+    class_names
+        Class names in output order; taken from the registered labels when ``None``.
+    query_batches
+        Set by :meth:`load_query_data` only: query batches with a learned first-layer shift.
+
+    Examples
+    --------
+    >>> clf = scssl.model.SSLClassifier.from_encoder(encoder, reference, labels_key="cell_type")
+    >>> clf.train(max_epochs=30)
+    >>> clf.predict(query)                # labels
+    >>> clf.predict(query, soft=True)     # calibrated probabilities, one column per class
+
+    """
+
+    _module_cls = ClassifierModule
+    _data_splitter_cls = SparseDataSplitter
+
+    def __init__(
+        self,
+        adata: AnnData,
+        n_latent: int = 64,
+        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        dropout_rate: float = 0.1,
+        head_dropout: float = 0.1,
+        activation: str = "selu",
+        class_balance: bool = True,
+        freeze_encoder: bool = False,
+        class_names: Sequence[str] | None = None,
+        query_batches: Sequence[str] | None = None,
+    ):
+        if adata is None:
+            raise ValueError(
+                "SSLClassifier needs an AnnData registered with SSLClassifier.setup_anndata, or "
+                "use SSLClassifier.from_encoder(encoder, adata, labels_key)."
+            )
+        super().__init__(adata)
+        setup_args = self.adata_manager.registry["setup_args"]
+        labels_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+        mapping = [str(c) for c in labels_state.categorical_mapping]
+        unlabeled = str(labels_state.unlabeled_category)
+        if class_names is None:
+            class_names = [c for c in mapping if c != unlabeled]
+        class_names = [str(c) for c in class_names]
+        if len(class_names) < 2:
+            raise ValueError(
+                f"adata.obs[{setup_args['labels_key']!r}] has {len(class_names)} labelled "
+                f"classes {class_names} besides the unlabeled category {unlabeled!r}; a "
+                "classifier needs at least 2 classes."
+            )
+        weights = None
+        if query_batches is None:
+            if setup_args["labels_key"] is None:
+                raise ValueError("setup_anndata needs labels_key to train a classifier.")
+            weights = self._class_weights(mapping, unlabeled, class_names, class_balance)
+        self.class_names_ = class_names
+        self.query_batches_ = None if query_batches is None else [str(b) for b in query_batches]
+        self.module = self._module_cls(
+            self.summary_stats.n_vars,
+            n_classes=len(class_names),
+            n_latent=n_latent,
+            n_hidden=tuple(n_hidden),
+            dropout_rate=dropout_rate,
+            head_dropout=head_dropout,
+            activation=activation,
+            log_normalized=setup_args["log_normalized"],
+            class_weights=weights,
+            freeze_encoder=freeze_encoder,
+            n_query_batches=0 if query_batches is None else len(query_batches),
+        )
+        self.gene_vocabulary_ = GeneVocabulary.from_adata(adata).to_dict()
+        self.calibration_: dict | None = None
+        self._model_summary_string = (
+            f"SSLClassifier: {len(class_names)} classes, {self.summary_stats.n_vars} genes, "
+            f"hidden={list(n_hidden)}, n_latent={n_latent}, activation={activation}, "
+            f"freeze_encoder={freeze_encoder}"
+            + (f", query batches={list(query_batches)}" if query_batches is not None else "")
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    def _class_weights(
+        self, mapping: list[str], unlabeled: str, class_names: list[str], class_balance: bool
+    ) -> torch.Tensor:
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
+        counts_by_name = {
+            name: int((codes == i).sum()) for i, name in enumerate(mapping) if name != unlabeled
+        }
+        counts = np.array([counts_by_name.get(c, 0) for c in class_names], dtype=np.float64)
+        if counts.sum() == 0:
+            # An AnnData without labels (loading a saved model for prediction): the weights
+            # come from the saved state; training refuses (see train).
+            return torch.ones(len(class_names))
+        empty = [c for c, n in zip(class_names, counts, strict=True) if n == 0]
+        if empty:
+            warnings.warn(
+                f"Classes without any labelled cell get weight 0 and will rarely be predicted: "
+                f"{empty}. Drop unused categories (obs[labels_key].cat.remove_unused_categories())"
+                " to remove them.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if not class_balance:
+            return torch.ones(len(class_names))
+        weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+        return torch.as_tensor(weights, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        labels_key: str | None = None,
+        unlabeled_category: str = DEFAULT_UNLABELED,
+        layer: str | None = None,
+        batch_key: str | None = None,
+        log_normalized: bool = False,
+        **kwargs,
+    ) -> None:
+        """Register an AnnData with its cell-type labels.
+
+        Parameters
+        ----------
+        adata
+            Cells x genes; the matrix is checked, never modified.
+        labels_key
+            Column of ``adata.obs`` with the cell types.
+        unlabeled_category
+            Value of ``labels_key`` that marks cells without a label; they do not enter the
+            loss (and are never predicted).
+        layer
+            Layer with the raw counts; ``None`` uses ``adata.X``.
+        batch_key
+            Column of ``adata.obs`` with the batches; used only by query models
+            (:meth:`load_query_data`).
+        log_normalized
+            The matrix holds ``normalize_total`` + ``log1p`` values.
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+
+        Raises
+        ------
+        KeyError
+            When ``labels_key``, ``batch_key`` or ``layer`` do not exist.
+        ValueError
+            On invalid expression values or missing (NaN) labels.
+
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        _check_expression(adata, layer, log_normalized)
+        check_unique_var_names(adata.var_names)
+        if "source_registry" in kwargs and labels_key is not None and labels_key not in adata.obs:
+            # Loading a saved classifier onto cells without labels: all of them are unlabeled.
+            kwargs["allow_missing_labels"] = True
+            labels_check = None
+        else:
+            labels_check = labels_key
+        for name, key in (("labels_key", labels_check), ("batch_key", batch_key)):
+            if key is not None and key not in adata.obs:
+                raise KeyError(
+                    f"{name}={key!r} is not a column of adata.obs (columns: "
+                    f"{list(adata.obs.columns)})."
+                )
+        if labels_check is not None and adata.obs[labels_key].isna().any():
+            n_missing = int(adata.obs[labels_key].isna().sum())
+            raise ValueError(
+                f"adata.obs[{labels_key!r}] has {n_missing} missing (NaN) labels. Fill them with "
+                f"the unlabeled category, e.g. adata.obs[{labels_key!r}] = adata.obs"
+                f"[{labels_key!r}].cat.add_categories({unlabeled_category!r}).fillna("
+                f"{unlabeled_category!r}), so that they are treated as unlabeled."
+            )
+        anndata_fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=not log_normalized),
+            CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
+            LabelsWithUnlabeledObsField(REGISTRY_KEYS.LABELS_KEY, labels_key, unlabeled_category),
+        ]
+        adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder,
+        adata: AnnData,
+        labels_key: str,
+        freeze_encoder: bool = False,
+        unlabeled_category: str = DEFAULT_UNLABELED,
+        head_dropout: float = 0.1,
+        dropout_rate: float | None = None,
+        class_balance: bool = True,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+    ) -> SSLClassifier:
+        """A classifier whose encoder starts from a pretrained :class:`~scssl.model.SSLEncoder`.
+
+        ``adata`` is set up here (aligned to the encoder's gene vocabulary first when its genes
+        differ: missing genes zero-filled, extra ones dropped). The encoder's weights are copied,
+        architecture and activation included; the encoder passed in is left unchanged.
+
+        Parameters
+        ----------
+        encoder
+            A trained :class:`scssl.model.SSLEncoder`.
+        adata
+            Reference cells with raw counts where the encoder expects them (``.X`` or its layer).
+        labels_key
+            Column of ``adata.obs`` with the cell types.
+        freeze_encoder
+            Train only the head (a linear probe) instead of fine-tuning the whole network.
+        unlabeled_category
+            Label value of cells without a label.
+        head_dropout
+            Dropout before the classification layer.
+        dropout_rate
+            Dropout of the encoder during fine-tuning; ``None`` keeps the encoder's.
+        class_balance
+            Class-balanced cross-entropy (inverse class frequency weights).
+        min_overlap
+            Smallest share of the encoder's genes that must be found in ``adata``.
+
+        """
+        if not hasattr(encoder, "module") or not hasattr(encoder.module, "encoder"):
+            raise TypeError(
+                f"encoder must be a scssl SSLEncoder (a model with module.encoder), got "
+                f"{type(encoder).__name__}."
+            )
+        encoder._check_if_trained(warn=True)
+        if labels_key not in adata.obs:
+            raise KeyError(
+                f"labels_key={labels_key!r} is not a column of adata.obs (columns: "
+                f"{list(adata.obs.columns)})."
+            )
+        if getattr(encoder.module, "batch_centering", False):
+            warnings.warn(
+                "The encoder centres each batch's input (batch_centering=True); the classifier "
+                "fine-tunes on uncentred input, so its starting point differs from the "
+                "encoder's embedding. Pretrain with batch_centering=False for an exact copy.",
+                UserWarning,
+                stacklevel=2,
+            )
+        aligned, report = encoder.align(adata, min_overlap=min_overlap)
+        if report is not None:
+            logger.info("from_encoder: %s", report)
+        init = encoder.init_params_
+        arch = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
+        setup_args = encoder.registry_["setup_args"]
+        cls.setup_anndata(
+            aligned,
+            labels_key=labels_key,
+            unlabeled_category=unlabeled_category,
+            layer=setup_args["layer"],
+            log_normalized=setup_args["log_normalized"],
+        )
+        model = cls(
+            aligned,
+            n_latent=arch.get("n_latent", encoder.module.n_latent),
+            n_hidden=tuple(arch.get("n_hidden", (512, 512, 256, 256))),
+            dropout_rate=arch.get("dropout_rate", 0.1) if dropout_rate is None else dropout_rate,
+            head_dropout=head_dropout,
+            activation=arch.get("activation", "selu"),
+            class_balance=class_balance,
+            freeze_encoder=freeze_encoder,
+        )
+        model.module.encoder.load_state_dict(encoder.module.encoder.state_dict())
+        model.module.set_trainable()
+        model.gene_vocabulary_ = dict(encoder.gene_vocabulary_)
+        return model
+
+    # -------------------------------------------------------------- training
+    def train(
+        self,
+        max_epochs: int = 50,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        train_size: float = 0.8,
+        validation_size: float | None = 0.1,
+        calibrate: bool = True,
+        early_stopping: bool = True,
+        early_stopping_patience: int = 5,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ):
+        """Fine-tune on the labelled cells, then fit the softmax temperature.
+
+        The cells are split into training (``train_size``), validation (``validation_size``,
+        drives early stopping on the validation loss) and calibration cells (the rest), on which
+        the temperature is fitted when ``calibrate``. A query model
+        (:meth:`load_query_data`) trains its batch shifts only, without labels.
+
+        Parameters
+        ----------
+        max_epochs
+            Upper bound on epochs.
+        batch_size
+            Cells per minibatch.
+        lr, weight_decay
+            AdamW learning rate and weight decay.
+        train_size, validation_size
+            Shares of the cells for training and validation; the remainder calibrates.
+        calibrate
+            Fit the temperature on the calibration cells and report the expected calibration
+            error before and after in ``calibration_``.
+        early_stopping
+            Stop when the validation loss has not improved for ``early_stopping_patience`` epochs.
+        early_stopping_patience
+            Epochs without improvement before stopping.
+        accelerator, devices
+            Lightning's hardware options.
+        plan_kwargs
+            Further options of :class:`scvi.train.TrainingPlan`.
+        **trainer_kwargs
+            Further options of the Lightning ``Trainer``.
+
+        """
+        query = self.query_batches_ is not None
+        if validation_size is None:
+            validation_size = 0.0
+        if train_size + validation_size > 1.0 + 1e-9:
+            raise ValueError(
+                f"train_size + validation_size = {train_size + validation_size} exceeds 1."
+            )
+        if query:
+            calibrate = False
+        if early_stopping and validation_size <= 0:
+            warnings.warn(
+                "early_stopping needs validation cells; disabled because validation_size=0.",
+                UserWarning,
+                stacklevel=2,
+            )
+            early_stopping = False
+        if not any(p.requires_grad for p in self.module.parameters()):
+            raise ValueError("Nothing to train: every parameter is frozen.")
+        if not query and len(self._labelled_codes(np.arange(self.adata.n_obs))[0]) == 0:
+            raise ValueError(
+                "No labelled cells: every cell has the unlabeled category; a classifier needs "
+                "labels to train."
+            )
+        plan_kwargs = {
+            "optimizer": "Custom",
+            "optimizer_creator": partial(_trainable_adamw, lr=lr, weight_decay=weight_decay),
+            **(plan_kwargs or {}),
+        }
+        if early_stopping:
+            trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+            trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
+            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        self.module.train()
+        try:
+            out = super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                train_size=train_size,
+                validation_size=validation_size if validation_size > 0 else None,
+                load_sparse_tensor=True,
+                batch_size=batch_size,
+                early_stopping=early_stopping,
+                plan_kwargs=plan_kwargs,
+                **trainer_kwargs,
+            )
+        finally:
+            self.module.eval()
+        if calibrate:
+            self.calibrate()
+        return out
+
+    def _labelled_codes(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions among ``indices`` of labelled cells and their class codes."""
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()[indices]
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+        names = np.asarray([str(c) for c in state.categorical_mapping])[codes]
+        lookup = {c: i for i, c in enumerate(self.class_names_)}
+        class_codes = np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
+        keep = class_codes >= 0
+        return np.asarray(indices)[keep], class_codes[keep]
+
+    def calibrate(self, indices: Sequence[int] | None = None) -> dict:
+        """Fit the softmax temperature on held-out labelled cells of the reference.
+
+        Parameters
+        ----------
+        indices
+            Cells (positions in the registered AnnData) to fit on; default: the calibration cells
+            left out of training and validation.
+
+        Returns
+        -------
+        ``calibration_``: the temperature, the number of cells, and the expected calibration
+        error on them before and after (``ece_before``, ``ece_after``), plus the same on the
+        validation cells (not used for the fit; ``ece_validation_before/after``).
+
+        """
+        if indices is None:
+            indices = self.test_indices
+        if indices is None or len(indices) == 0:
+            warnings.warn(
+                "No held-out cells to calibrate on (train_size + validation_size = 1); the "
+                "probabilities stay uncalibrated.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return {}
+        cells, codes = self._labelled_codes(np.asarray(indices))
+        if len(cells) < 10:
+            warnings.warn(
+                f"Only {len(cells)} labelled held-out cells; temperature not fitted.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return {}
+        logits = self._logits(self.adata, cells, calibrated=False)
+        targets = torch.as_tensor(codes)
+        temperature = _fit_temperature(torch.as_tensor(logits), targets)
+        self.module.temperature.fill_(temperature)
+        result = {"temperature": temperature, "n_cells": len(cells)}
+        result.update(self._ece_pair(logits, codes, temperature, ""))
+        val = self.validation_indices
+        if val is not None and len(val):
+            vcells, vcodes = self._labelled_codes(np.asarray(val))
+            if len(vcells):
+                vlogits = self._logits(self.adata, vcells, calibrated=False)
+                result.update(self._ece_pair(vlogits, vcodes, temperature, "_validation"))
+                result["n_validation_cells"] = len(vcells)
+        self.calibration_ = result
+        logger.info(
+            "Temperature %.3f; ECE on %d held-out cells %.4f -> %.4f",
+            temperature,
+            len(cells),
+            result["ece_before"],
+            result["ece_after"],
+        )
+        return result
+
+    def _ece_pair(self, logits: np.ndarray, codes: np.ndarray, temperature: float, tag: str):
+        out = {}
+        for name, t in (("before", 1.0), ("after", temperature)):
+            p = torch.softmax(torch.as_tensor(logits) / t, dim=1).numpy()
+            out[f"ece{tag}_{name}"] = expected_calibration_error(codes, p.argmax(1), p.max(1))
+        return out
+
+    # ------------------------------------------------------ gene vocabulary
+    @property
+    def gene_vocabulary(self) -> GeneVocabulary:
+        """The genes of the input layer, in order."""
+        return GeneVocabulary.from_dict(self.gene_vocabulary_)
+
+    @property
+    def _layer(self) -> str | None:
+        return self.registry_["setup_args"]["layer"]
+
+    @property
+    def _log_normalized(self) -> bool:
+        return self.registry_["setup_args"]["log_normalized"]
+
+    def align(
+        self, adata: AnnData, min_overlap: float = DEFAULT_MIN_OVERLAP
+    ) -> tuple[AnnData, AlignmentReport | None]:
+        """``adata`` with the model's genes in the model's order (input left unchanged)."""
+        layer = self._layer
+        report = None
+        if not self.gene_vocabulary.matches_exactly(adata):
+            adata, report = align_to_vocabulary(
+                adata, self.gene_vocabulary, layer=layer, min_overlap=min_overlap
+            )
+        _check_expression(adata, layer, self._log_normalized)
+        return adata, report
+
+    # ------------------------------------------------------ query mapping
+    @classmethod
+    def load_query_data(
+        cls,
+        adata: AnnData,
+        reference_model: SSLClassifier | str | Path,
+        batch_key: str | None = None,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+    ) -> SSLClassifier:
+        """Map a query from new batches onto a trained classifier without retraining it.
+
+        The returned model shares the reference's encoder and head (frozen) and adds, for each
+        query batch, a learned shift of the first hidden layer (initialised at zero, so before
+        training it predicts exactly as the reference). :meth:`train` then fits only these shifts,
+        without labels, by information maximisation (confident yet diverse predictions; SHOT,
+        Liang et al. 2020). The reference model and ``adata`` are not modified.
+
+        Parameters
+        ----------
+        adata
+            Query cells (raw counts; genes aligned to the reference's vocabulary).
+        reference_model
+            A trained classifier or the directory it was saved to.
+        batch_key
+            Column of ``adata.obs`` with the query's batches (chemistry, donor, condition);
+            ``None`` treats the query as one batch.
+        min_overlap
+            Smallest share of the reference's genes that must be found in ``adata``.
+
+        """
+        if isinstance(reference_model, str | Path):
+            # Needs the reference saved with save_anndata=True.
+            reference_model = cls.load(str(reference_model))
+        if reference_model.query_batches_ is not None:
+            raise ValueError("reference_model is already a query model; pass the reference.")
+        reference_model._check_if_trained(warn=True)
+        if batch_key is not None and batch_key not in adata.obs:
+            raise KeyError(
+                f"batch_key={batch_key!r} is not a column of adata.obs (columns: "
+                f"{list(adata.obs.columns)})."
+            )
+        aligned, _ = align_to_vocabulary(
+            adata,
+            reference_model.gene_vocabulary,
+            layer=reference_model._layer,
+            min_overlap=min_overlap,
+        )
+        aligned.obs = aligned.obs[[batch_key]].copy() if batch_key is not None else aligned.obs[[]]
+        setup_args = reference_model.registry_["setup_args"]
+        # The query has no labels: every cell is of the unlabeled category.
+        aligned.obs["_scssl_query_labels"] = setup_args["unlabeled_category"]
+        cls.setup_anndata(
+            aligned,
+            labels_key="_scssl_query_labels",
+            unlabeled_category=setup_args["unlabeled_category"],
+            layer=setup_args["layer"],
+            batch_key=batch_key,
+            log_normalized=setup_args["log_normalized"],
+        )
+        batches = [
+            str(b)
+            for b in cls._get_most_recent_anndata_manager(aligned)
+            .get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+            .categorical_mapping
+        ]
+        init = reference_model.init_params_
+        kwargs = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
+        kwargs.update(class_names=reference_model.class_names_, query_batches=batches)
+        model = cls(aligned, **kwargs)
+        state = reference_model.module.state_dict()
+        missing, unexpected = model.module.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.startswith("batch_shift")]:
+            raise RuntimeError(f"State mismatch: missing {missing}, unexpected {unexpected}.")
+        model.module.set_trainable()
+        model.gene_vocabulary_ = dict(reference_model.gene_vocabulary_)
+        model.calibration_ = reference_model.calibration_
+        model.is_trained_ = False
+        model.module.eval()
+        return model
+
+    # ------------------------------------------------------------- outputs
+    def _query_codes(self, adata: AnnData, indices: np.ndarray) -> torch.Tensor | None:
+        if self.query_batches_ is None:
+            return None
+        key = self.registry_["setup_args"]["batch_key"]
+        if key is None:  # the query is one batch
+            return torch.zeros(len(indices), dtype=torch.long)
+        if key not in adata.obs:
+            raise KeyError(
+                f"This query model adapts to batches of adata.obs[{key!r}], which is missing."
+            )
+        lookup = {b: i for i, b in enumerate(self.query_batches_)}
+        values = adata.obs[key].astype(str).to_numpy()[indices]
+        # Batches not seen by the query model get no shift (the reference's prediction).
+        return torch.as_tensor([lookup.get(v, -1) for v in values], dtype=torch.long)
+
+    def _cells(self, adata, indices, min_overlap) -> tuple[AnnData, np.ndarray]:
+        if adata is None or adata is self.adata:
+            adata = self.adata
+        else:
+            adata = self.align(adata, min_overlap=min_overlap)[0]
+        indices = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
+        if indices.dtype == bool:
+            indices = np.flatnonzero(indices)
+        return adata, indices
+
+    @torch.inference_mode()
+    def _logits(self, adata, indices, calibrated=True, batch_size=None, embed=False) -> np.ndarray:
+        matrix = _expression_matrix(adata, self._layer)
+        self.module.eval()
+        device = self.device
+        outputs = []
+        for chunk, x in iterate_minibatches(
+            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
+        ):
+            codes = self._query_codes(adata, chunk)
+            codes = None if codes is None else codes.to(device)
+            if embed:
+                outputs.append(self.module.embed(x.to(device), codes).cpu())
+            else:
+                outputs.append(self.module.logits(x.to(device), codes, calibrated).cpu())
+        width = self.module.n_latent if embed else self.module.n_classes
+        if not outputs:
+            return np.zeros((0, width), dtype=np.float32)
+        return torch.cat(outputs).numpy()
+
+    def predict(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        soft: bool = False,
+        calibrated: bool = True,
+        batch_size: int | None = None,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+    ) -> np.ndarray | pd.DataFrame:
+        """Cell types of ``adata`` (aligned to the model's genes first), or their probabilities.
+
+        Parameters
+        ----------
+        adata
+            Cells to classify; ``None`` for the AnnData the model was set up with. Genes are
+            matched by Ensembl ID or symbol; missing ones are zero-filled.
+        indices
+            Subset of cells (positions).
+        soft
+            Return a DataFrame of probabilities (cells x classes, rows sum to 1) instead of
+            labels.
+        calibrated
+            Apply the fitted temperature (see :meth:`calibrate`).
+        batch_size
+            Cells per minibatch.
+        min_overlap
+            Smallest share of the model's genes that must be found in ``adata``.
+
+        """
+        self._check_if_trained(warn=True)
+        adata, indices = self._cells(adata, indices, min_overlap)
+        logits = torch.as_tensor(self._logits(adata, indices, calibrated, batch_size))
+        probabilities = torch.softmax(logits, dim=1).numpy()
+        names = np.asarray(self.class_names_, dtype=object)
+        if soft:
+            return pd.DataFrame(
+                probabilities, index=adata.obs_names[indices], columns=pd.Index(names)
+            )
+        return names[probabilities.argmax(axis=1)] if len(probabilities) else names[:0]
+
+    def get_latent_representation(
+        self,
+        adata: AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+    ) -> np.ndarray:
+        """Fine-tuned embedding (encoder output), shape ``(n_cells, n_latent)``."""
+        self._check_if_trained(warn=True)
+        adata, indices = self._cells(adata, indices, min_overlap)
+        return self._logits(adata, indices, batch_size=batch_size, embed=True)

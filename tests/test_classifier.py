@@ -1,0 +1,309 @@
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import scvi
+import torch
+
+import scssl
+from scssl.benchmark import expected_calibration_error, macro_f1
+
+CLASSES = ("A", "B", "C")
+
+
+def make_cells(n_cells=600, n_genes=60, seed=0, label_noise=0.0, classes=CLASSES):
+    """Counts where each class up-regulates its own block of genes."""
+    rng = np.random.default_rng(seed)
+    base = np.random.default_rng(123).gamma(1.0, 2.0, size=n_genes)
+    labels = rng.choice(list(classes), n_cells)
+    block = n_genes // len(CLASSES)
+    means = np.tile(base, (n_cells, 1))
+    for k, name in enumerate(classes):
+        column = CLASSES.index(name) if name in CLASSES else k
+        means[labels == name, column * block : (column + 1) * block] *= 4.0
+    counts = rng.poisson(means).astype(np.float32)
+    observed = labels.copy()
+    if label_noise:
+        flip = rng.random(n_cells) < label_noise
+        observed[flip] = rng.choice(list(classes), int(flip.sum()))
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical(observed), "truth": labels},
+        index=[f"c{seed}_{i}" for i in range(n_cells)],
+    )
+    var = pd.DataFrame(index=[f"G{i}" for i in range(n_genes)])
+    return ad.AnnData(X=sp.csr_matrix(counts), obs=obs, var=var)
+
+
+@pytest.fixture(scope="module")
+def small_encoder():
+    scvi.settings.seed = 0
+    adata = make_cells(400, seed=1)
+    scssl.model.SSLEncoder.setup_anndata(adata)
+    encoder = scssl.model.SSLEncoder(adata, n_hidden=(32,), n_latent=8, activation="selu")
+    encoder.train(max_epochs=2, enable_progress_bar=False)
+    return encoder
+
+
+def _train(encoder, adata, seed=0, **kwargs):
+    scvi.settings.seed = seed
+    clf = scssl.model.SSLClassifier.from_encoder(
+        encoder, adata, "cell_type", **kwargs.pop("init", {})
+    )
+    kwargs.setdefault("max_epochs", 15)
+    clf.train(enable_progress_bar=False, **kwargs)
+    return clf
+
+
+def test_from_encoder_contract_copies_weights_and_keeps_activation(small_encoder):
+    adata = make_cells(200, seed=2)
+    clf = scssl.model.SSLClassifier.from_encoder(small_encoder, adata, "cell_type")
+    keys = set(clf.module.state_dict())
+    assert {"encoder.0.weight", "encoder.3.weight", "head.2.weight", "head.2.bias"} <= keys
+    assert isinstance(clf.module.head[0], torch.nn.SELU)
+    assert isinstance(clf.module.encoder[1], torch.nn.SELU)
+    assert clf.class_names_ == list(CLASSES)
+    assert clf.module.head[2].weight.shape == (3, 8)
+    for name, value in small_encoder.module.encoder.state_dict().items():
+        torch.testing.assert_close(clf.module.encoder.state_dict()[name], value)
+    # the copy is independent: training the classifier leaves the encoder as it was
+    before = small_encoder.module.encoder[0].weight.detach().clone()
+    clf.train(max_epochs=2, enable_progress_bar=False)
+    torch.testing.assert_close(small_encoder.module.encoder[0].weight, before)
+    assert not torch.equal(clf.module.encoder[0].weight.detach(), before)
+
+
+def test_relu_encoder_activation_is_kept():
+    scvi.settings.seed = 0
+    adata = make_cells(120, seed=3)
+    scssl.model.SSLEncoder.setup_anndata(adata)
+    encoder = scssl.model.SSLEncoder(adata, n_hidden=(16,), n_latent=4, activation="relu")
+    encoder.train(max_epochs=1, enable_progress_bar=False)
+    clf = scssl.model.SSLClassifier.from_encoder(encoder, adata, "cell_type")
+    assert isinstance(clf.module.head[0], torch.nn.ReLU)
+    assert isinstance(clf.module.encoder[1], torch.nn.ReLU)
+
+
+def test_freeze_encoder_trains_the_head_only(small_encoder):
+    clf = _train(
+        small_encoder, make_cells(300, seed=4), init={"freeze_encoder": True}, max_epochs=3
+    )
+    torch.testing.assert_close(clf.module.encoder[0].weight, small_encoder.module.encoder[0].weight)
+    assert not torch.equal(clf.module.head[2].weight, torch.zeros_like(clf.module.head[2].weight))
+
+
+def test_predict_learns_and_probabilities_sum_to_one(small_encoder):
+    clf = _train(small_encoder, make_cells(600, seed=5), max_epochs=8)
+    query = make_cells(300, seed=6)
+    proba = clf.predict(query, soft=True)
+    assert list(proba.columns) == list(CLASSES)
+    assert list(proba.index) == list(query.obs_names)
+    np.testing.assert_allclose(proba.to_numpy().sum(1), 1.0, atol=1e-5)
+    labels = clf.predict(query)
+    assert labels.shape == (300,)
+    assert macro_f1(query.obs["truth"], labels) > 0.9
+    assert set(clf.calibration_) >= {"temperature", "ece_before", "ece_after"}
+
+
+def test_class_balanced_weights(small_encoder):
+    adata = make_cells(300, seed=7)
+    adata = adata[(adata.obs["cell_type"] != "C") | (np.arange(300) % 5 == 0)].copy()
+    clf = scssl.model.SSLClassifier.from_encoder(small_encoder, adata, "cell_type")
+    counts = adata.obs["cell_type"].value_counts()[list(CLASSES)].to_numpy()
+    expected = counts.sum() / (3 * counts)
+    np.testing.assert_allclose(clf.module.class_weights.numpy(), expected, rtol=1e-5)
+    unweighted = scssl.model.SSLClassifier.from_encoder(
+        small_encoder, adata, "cell_type", class_balance=False
+    )
+    np.testing.assert_allclose(unweighted.module.class_weights.numpy(), 1.0)
+
+
+def test_query_with_missing_and_shuffled_genes(small_encoder):
+    clf = _train(small_encoder, make_cells(600, seed=8), max_epochs=8)
+    query = make_cells(200, seed=9)
+    full = clf.predict(query, soft=True)
+    # shuffled genes: same answer
+    shuffled = query[:, np.random.default_rng(0).permutation(query.n_vars)].copy()
+    np.testing.assert_allclose(
+        clf.predict(shuffled, soft=True).to_numpy(), full.to_numpy(), atol=1e-5
+    )
+    # 10 of 60 genes missing: zero-filled, still mostly right
+    partial = query[:, 10:].copy()
+    labels = clf.predict(partial)
+    assert macro_f1(query.obs["truth"], labels) > 0.6
+    with pytest.raises(ValueError, match="model genes"):
+        clf.predict(query[:, :10].copy())
+
+
+def test_unlabeled_category_is_not_learned_nor_predicted(small_encoder):
+    adata = make_cells(400, seed=10)
+    labels = adata.obs["cell_type"].astype(str).to_numpy()
+    labels[::2] = "Unknown"
+    adata.obs["cell_type"] = pd.Categorical(labels)
+    clf = _train(small_encoder, adata, max_epochs=5)
+    assert clf.class_names_ == list(CLASSES)
+    assert set(clf.predict(make_cells(100, seed=11))) <= set(CLASSES)
+    adata.obs["cell_type"] = "Unknown"
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        _train(small_encoder, adata, max_epochs=1)
+
+
+def test_custom_unlabeled_category_and_nan_labels(small_encoder):
+    adata = make_cells(200, seed=12)
+    labels = adata.obs["cell_type"].astype(str).to_numpy()
+    labels[:50] = "?"
+    adata.obs["cell_type"] = labels
+    clf = scssl.model.SSLClassifier.from_encoder(
+        small_encoder, adata, "cell_type", unlabeled_category="?"
+    )
+    assert sorted(clf.class_names_) == list(CLASSES)
+    nan = make_cells(100, seed=13)
+    nan.obs.loc[nan.obs_names[:5], "cell_type"] = np.nan
+    with pytest.raises(ValueError, match="missing"):
+        scssl.model.SSLClassifier.from_encoder(small_encoder, nan, "cell_type")
+    with pytest.raises(KeyError, match="labels_key"):
+        scssl.model.SSLClassifier.from_encoder(small_encoder, nan, "celltype")
+
+
+def test_unseen_query_labels(small_encoder):
+    """Query cell types the reference never had can only get reference labels (or Unknown)."""
+    clf = _train(small_encoder, make_cells(600, seed=14, classes=("A", "B")))
+    assert clf.class_names_ == ["A", "B"]
+    query = make_cells(200, seed=15)  # includes class C
+    predicted = clf.predict(query)
+    assert set(predicted) <= {"A", "B"}
+    known = query.obs["truth"].isin(["A", "B"]).to_numpy()
+    assert macro_f1(query.obs["truth"][known], predicted[known]) > 0.85
+
+
+def test_calibration_lowers_ece_on_held_out_cells(small_encoder):
+    # noisy labels and no early stopping: the network overfits and becomes overconfident
+    reference = make_cells(800, seed=16, label_noise=0.3)
+    clf = _train(
+        small_encoder,
+        reference,
+        max_epochs=60,
+        early_stopping=False,
+        train_size=0.6,
+        validation_size=0.1,
+        lr=3e-3,
+        init={"head_dropout": 0.0, "dropout_rate": 0.0},
+    )
+    assert clf.calibration_["temperature"] > 1.0
+    held_out = make_cells(800, seed=17, label_noise=0.3)
+    observed = held_out.obs["cell_type"].astype(str).to_numpy()
+    eces = {}
+    for calibrated in (False, True):
+        proba = clf.predict(held_out, soft=True, calibrated=calibrated)
+        eces[calibrated] = expected_calibration_error(
+            observed, proba.columns[proba.to_numpy().argmax(1)], proba.to_numpy().max(1)
+        )
+    assert eces[True] < eces[False]
+
+
+def test_determinism_with_a_seed(small_encoder):
+    adata = make_cells(300, seed=18)
+    first = _train(small_encoder, adata.copy(), seed=3, max_epochs=3)
+    second = _train(small_encoder, adata.copy(), seed=3, max_epochs=3)
+    query = make_cells(100, seed=19)
+    np.testing.assert_array_equal(
+        first.predict(query, soft=True).to_numpy(), second.predict(query, soft=True).to_numpy()
+    )
+    # and a cell's prediction does not depend on the other cells of the minibatch
+    np.testing.assert_allclose(
+        first.predict(query[:7], soft=True).to_numpy(),
+        first.predict(query, soft=True).to_numpy()[:7],
+        atol=1e-6,
+    )
+
+
+def test_save_load_round_trip(small_encoder, tmp_path):
+    reference = make_cells(300, seed=20)
+    clf = _train(small_encoder, reference, max_epochs=3)
+    query = make_cells(100, seed=21)
+    clf.save(tmp_path / "clf", save_anndata=True)
+    loaded = scssl.model.SSLClassifier.load(str(tmp_path / "clf"))
+    np.testing.assert_array_equal(
+        loaded.predict(query, soft=True).to_numpy(), clf.predict(query, soft=True).to_numpy()
+    )
+    assert loaded.class_names_ == clf.class_names_
+    assert loaded.calibration_ == clf.calibration_
+    assert float(loaded.module.temperature) == float(clf.module.temperature)
+    # onto unlabelled cells (no labels column): predictions still identical
+    unlabelled = query.copy()
+    del unlabelled.obs["cell_type"]
+    clf.save(tmp_path / "clf2")
+    onto_query = scssl.model.SSLClassifier.load(str(tmp_path / "clf2"), adata=unlabelled)
+    np.testing.assert_array_equal(onto_query.predict(query), clf.predict(query))
+
+
+def test_query_mapping_leaves_reference_and_starts_from_it(small_encoder):
+    reference = make_cells(300, seed=22)
+    clf = _train(small_encoder, reference, max_epochs=3)
+    state = {k: v.clone() for k, v in clf.module.state_dict().items()}
+    query = make_cells(200, seed=23)
+    query.obs["batch"] = np.repeat(["q1", "q2"], 100)
+    mapped = scssl.model.SSLClassifier.load_query_data(query, clf, batch_key="batch")
+    assert mapped.query_batches_ == ["q1", "q2"]
+    # zero-initialised shifts: identical to the reference before adaptation
+    np.testing.assert_allclose(
+        mapped.predict(query, soft=True).to_numpy(),
+        clf.predict(query, soft=True).to_numpy(),
+        atol=1e-6,
+    )
+    mapped.train(max_epochs=3)
+    trainable = {n for n, p in mapped.module.named_parameters() if p.requires_grad}
+    assert trainable == {"batch_shift.weight"}
+    assert mapped.module.batch_shift.weight.abs().sum() > 0
+    for key, value in clf.module.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+        if key in mapped.module.state_dict():
+            torch.testing.assert_close(mapped.module.state_dict()[key], value)
+    with pytest.raises(KeyError, match="batch_key"):
+        scssl.model.SSLClassifier.load_query_data(query, clf, batch_key="chemistry")
+
+
+def test_query_mapping_across_chemistries(shared_file):
+    """pbmc_3tech: reference 3' v2 + 5', query 3' v1 mapped without retraining the reference."""
+    data = ad.read_h5ad(shared_file("pbmc_3tech.h5ad"))
+    scvi.settings.seed = 0
+    reference = data[data.obs["batch"] != "3pv1"].copy()
+    query = data[data.obs["batch"] == "3pv1"].copy()
+    scssl.model.SSLEncoder.setup_anndata(reference)
+    encoder = scssl.model.SSLEncoder(reference, n_hidden=(128, 64), n_latent=16)
+    encoder.train(max_epochs=10, enable_progress_bar=False)
+    clf = scssl.model.SSLClassifier.from_encoder(encoder, reference, "cell_type")
+    clf.train(max_epochs=30, enable_progress_bar=False)
+    before = macro_f1(query.obs["cell_type"], clf.predict(query))
+    mapped = scssl.model.SSLClassifier.load_query_data(query, clf, batch_key="batch")
+    mapped.train(max_epochs=10, enable_progress_bar=False)
+    after = macro_f1(query.obs["cell_type"], mapped.predict(query))
+    print(f"pbmc_3tech 3pv1 query macro F1: reference model {before:.3f}, mapped {after:.3f}")
+    assert before > 0.5
+    assert after >= before - 0.05
+    # predictions come from the reference's classes
+    assert set(mapped.predict(query)) <= set(clf.class_names_)
+
+
+def test_bad_inputs(small_encoder):
+    adata = make_cells(100, seed=24)
+    with pytest.raises(TypeError, match="SSLEncoder"):
+        scssl.model.SSLClassifier.from_encoder(object(), adata, "cell_type")
+    one_class = adata.copy()
+    one_class.obs["cell_type"] = "A"
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        scssl.model.SSLClassifier.from_encoder(small_encoder, one_class, "cell_type")
+    clf = scssl.model.SSLClassifier.from_encoder(small_encoder, adata, "cell_type")
+    with pytest.raises(ValueError, match="exceeds 1"):
+        clf.train(train_size=0.9, validation_size=0.2)
+
+
+def test_ece_metric():
+    y = np.array(["a", "a", "b", "b"])
+    assert expected_calibration_error(y, y, np.ones(4)) == 0.0
+    # all predictions at confidence 0.9 and half right: |0.5 - 0.9| = 0.4
+    assert expected_calibration_error(y, ["a", "b", "b", "a"], np.full(4, 0.9)) == pytest.approx(
+        0.4
+    )
+    with pytest.raises(ValueError, match="length"):
+        expected_calibration_error(y, y, np.ones(3))

@@ -715,3 +715,23 @@ def test_safetensors_round_trip_every_pretext(kind, tmp_path, genes_file):
     assert np.array_equal(imported.get_latent_representation(query), expected)
     for name, value in model.module.state_dict().items():
         assert torch.equal(imported.module.state_dict()[name], value), name
+
+
+def test_published_classifier_predicts_like_the_study(tmp_path, genes_file):
+    path, state = write_checkpoint("classifier", tmp_path)
+    names = ["B cell", "T cell", "NK cell", "monocyte", "platelet"]
+    adata, source = user_adata("shuffled_missing_extra")
+    before = adata.copy()
+    clf = scssl.model.SSLClassifier.from_ssl_in_scg(path, genes_file, adata, labels=names)
+    assert clf.class_names_ == names
+    x = study_input(adata.X.toarray(), source)
+    logits = numpy_forward(state, "classifier.", x, activation="relu")
+    probabilities = clf.predict(adata, soft=True)
+    assert list(probabilities.columns) == names
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    np.testing.assert_allclose(probabilities.to_numpy(), expected, atol=1e-4)
+    np.testing.assert_array_equal(
+        np.asarray(clf.predict(adata)), np.asarray(names)[logits.argmax(1)]
+    )
+    assert list(adata.obs.columns) == list(before.obs.columns)  # the user's AnnData untouched

@@ -645,3 +645,52 @@ def read_ssl_in_scg_classifier(checkpoint, genes, labels=None) -> SslInScgClassi
         dropout_rate=ckpt.dropout_rate,
         checkpoint=ckpt,
     )
+
+
+def classifier_from_ssl_in_scg(
+    cls, checkpoint, genes, adata: ad.AnnData, labels=None, min_overlap: float = 0.5, layer=None
+):
+    """Build ``cls`` (an :class:`~scssl.model.SSLClassifier`) from a fine-tuned checkpoint.
+
+    See :meth:`scssl.model.SSLClassifier.from_ssl_in_scg`.
+    """
+    parsed = read_ssl_in_scg_classifier(checkpoint, genes, labels=labels)
+    _warn_duplicate_symbols(parsed.gene_vocabulary, adata)
+    setup_adata, report = align_to_vocabulary(
+        adata, parsed.gene_vocabulary, layer=layer, min_overlap=min_overlap
+    )
+    logger.info("from_ssl_in_scg: %s", report)
+    # The published classifier comes without labelled cells: every cell is unlabeled, and the
+    # class names are the checkpoint's.
+    unlabeled = "__unlabeled__"
+    label_key = "_ssl_in_scg_label"
+    setup_adata.obs[label_key] = pd.Categorical(
+        [unlabeled] * setup_adata.n_obs, categories=[*parsed.labels, unlabeled]
+    )
+    cls.setup_anndata(setup_adata, labels_key=label_key, unlabeled_category=unlabeled, layer=layer)
+    model = cls(
+        setup_adata,
+        n_latent=parsed.n_latent,
+        n_hidden=parsed.n_hidden,
+        dropout_rate=parsed.dropout_rate,
+        head_dropout=parsed.dropout_rate,
+        activation=parsed.activation,
+        class_names=parsed.labels,
+    )
+    missing, unexpected = model.module.load_state_dict(parsed.state_dict, strict=False)
+    expected_missing = {"class_weights", "temperature"}
+    if unexpected or set(missing) - expected_missing:
+        raise ValueError(
+            f"The classifier checkpoint does not fit SSLClassifier: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}."
+        )
+    model.gene_vocabulary_ = parsed.gene_vocabulary.to_dict()
+    model.pretrained_from_ = {
+        "source": "ssl_in_scg",
+        "file": Path(parsed.checkpoint.path).name,
+        "kind": "classifier",
+        "alignment": report.as_dict(),
+    }
+    model.is_trained_ = True
+    model.module.eval()
+    return model

@@ -262,6 +262,46 @@ class SSLClassifier(UnsupervisedTrainingMixin, BaseModelClass):
         cls.register_manager(adata_manager)
 
     @classmethod
+    def from_ssl_in_scg(
+        cls,
+        checkpoint,
+        genes,
+        adata: AnnData,
+        labels=None,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+        layer: str | None = None,
+    ) -> SSLClassifier:
+        """A fine-tuned classifier of Richter et al. (ssl_in_scg), ready to predict.
+
+        The checkpoint is read safely (``torch.load(weights_only=True)``) by
+        :func:`scssl.io.read_ssl_in_scg_classifier`; its ReLU encoder and its head become this
+        model's, with the class names given. ``adata`` (cells to annotate, no labels needed) is
+        aligned to the checkpoint's genes by Ensembl ID or symbol.
+
+        Parameters
+        ----------
+        checkpoint
+            The fine-tuned classifier file (``classifier.{0..15}`` weights).
+        genes
+            Its gene list (``var.parquet``: ``feature_id``, ``feature_name``).
+        adata
+            Cells with raw counts.
+        labels
+            Class names in the checkpoint's order (a list, or a parquet/csv file such as the
+            study's ``cell_type.parquet``); ``None`` names them ``class_0 ...``.
+        min_overlap
+            Smallest share of the checkpoint's genes ``adata`` must have.
+        layer
+            Layer of ``adata`` with the counts; ``None`` for ``adata.X``.
+
+        """
+        from scssl.io import classifier_from_ssl_in_scg
+
+        return classifier_from_ssl_in_scg(
+            cls, checkpoint, genes, adata, labels=labels, min_overlap=min_overlap, layer=layer
+        )
+
+    @classmethod
     def from_encoder(
         cls,
         encoder,

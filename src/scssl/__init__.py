@@ -7,6 +7,17 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-from . import benchmark, data, datasets, model, module, nn, tl, train
+from . import benchmark, data, datasets, model, module, nn, pl, tl, train
 
-__all__ = ["__version__", "benchmark", "data", "datasets", "model", "module", "nn", "tl", "train"]
+__all__ = [
+    "__version__",
+    "benchmark",
+    "data",
+    "datasets",
+    "model",
+    "module",
+    "nn",
+    "pl",
+    "tl",
+    "train",
+]

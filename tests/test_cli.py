@@ -1,4 +1,5 @@
 import anndata as ad
+import pytest
 
 from scssl.cli import main
 
@@ -58,3 +59,50 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "PCA-50" in printed and "macro F1" in printed
     assert (tmp_path / "umap_scssl.png").stat().st_size > 10_000
     assert (tmp_path / "model" / "model.pt").exists()
+
+
+def test_benchmark_missing_keys_exit_2(kang_demo, tmp_path, capsys):
+    data = tmp_path / "cells.h5ad"
+    kang_demo[:200].copy().write_h5ad(data)
+    common = ["benchmark", "--data", str(data), "--out", str(tmp_path / "out")]
+    assert main([*common, "--task", "integration", "--label-key", "cell_type"]) == 2
+    assert "needs batch_key (--batch-key" in capsys.readouterr().err
+    assert main([*common, "--task", "integration", "--batch-key", "donor", "--label-key", "x"]) == 2
+    assert "batch_key='donor' is not a column of obs" in capsys.readouterr().err
+    assert main([*common, "--task", "label_transfer"]) == 2
+    assert "needs label_key (--label-key" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "benchmark",
+                "--data",
+                "missing.h5ad",
+                "--task",
+                "reconstruction",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "--data", str(data), "--task", "clustering", "--out", "x"])
+    assert exit_info.value.code == 2
+
+
+def test_benchmark_command_writes_report(kang_demo, tmp_path, capsys):
+    data = tmp_path / "cells.h5ad"
+    kang_demo[::10].copy().write_h5ad(data)  # both conditions
+    out = tmp_path / "out"
+    code = main(
+        [
+            "benchmark", "--data", str(data), "--task", "label_transfer",
+            "--label-key", "cell_type", "--batch-key", "stim", "--methods", "pca", "logreg",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Task label_transfer on cells: 300 cells" in printed
+    assert "logistic regression" in printed
+    assert {p.name for p in out.iterdir()} == {"results.json", "report.md", "scores.png"}

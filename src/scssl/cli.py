@@ -1,4 +1,4 @@
-"""The ``scssl`` command: ``demo``, ``pretrain`` and ``embed``."""
+"""The ``scssl`` command: ``demo``, ``pretrain``, ``embed`` and ``benchmark``."""
 
 from __future__ import annotations
 
@@ -105,6 +105,46 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _benchmark(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import torch
+
+    from scssl.benchmark import run_benchmark
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    task_kwargs = {}
+    if args.task == "label_transfer":
+        task_kwargs = {"reference_key": args.reference_key, "reference_value": args.reference_value}
+    if args.pretext is not None or args.n_latent is not None:
+        scssl_kwargs = {}
+        if args.pretext is not None:
+            scssl_kwargs["pretext"] = args.pretext
+        if args.n_latent is not None:
+            scssl_kwargs["n_latent"] = args.n_latent
+        task_kwargs["scssl_kwargs"] = scssl_kwargs
+    result = run_benchmark(
+        args.data,
+        task=args.task,
+        out=args.out,
+        batch_key=args.batch_key,
+        label_key=args.label_key,
+        methods=args.methods,
+        epochs=args.epochs,
+        max_cells=args.max_cells,
+        layer=args.layer,
+        seed=args.seed,
+        plots=not args.no_plots,
+        **task_kwargs,
+    )
+    from scssl.benchmark import markdown_table
+
+    print(markdown_table(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``scssl`` command."""
     parser = argparse.ArgumentParser(
@@ -151,6 +191,42 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--key-added", default="X_scssl")
     embed.add_argument("--min-overlap", type=float, default=0.5)
     embed.set_defaults(func=_embed)
+
+    from scssl.benchmark._tasks import TASK_METHODS
+
+    methods = sorted({m for known in TASK_METHODS.values() for m in known})
+    bench = commands.add_parser(
+        "benchmark",
+        help="score scssl against PCA, scVI, scANVI, logistic regression on an .h5ad file",
+        description="Run a benchmark task and write results.json, report.md and PNG plots.",
+    )
+    bench.add_argument("--data", required=True, help=".h5ad with raw counts")
+    bench.add_argument("--task", required=True, choices=sorted(TASK_METHODS))
+    bench.add_argument("--out", required=True, help="output folder")
+    bench.add_argument("--batch-key", default=None, help="obs column of batches")
+    bench.add_argument("--label-key", default=None, help="obs column of cell types")
+    bench.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        choices=methods,
+        help="methods to run (default: all of the task)",
+    )
+    bench.add_argument("--epochs", type=int, default=None, help="epochs of the neural methods")
+    bench.add_argument("--max-cells", type=int, default=None, help="subsample to this many cells")
+    bench.add_argument("--layer", default=None, help="layer with counts (default: X)")
+    bench.add_argument(
+        "--reference-key",
+        default=None,
+        help="label_transfer: obs column marking the reference (default: leave one batch out)",
+    )
+    bench.add_argument("--reference-value", default=None, help="value of --reference-key")
+    bench.add_argument("--pretext", default=None, choices=PRETEXTS, help="scssl pretext")
+    bench.add_argument("--n-latent", type=int, default=None, help="scssl latent size")
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    bench.add_argument("--no-plots", action="store_true")
+    bench.set_defaults(func=_benchmark)
     return parser
 
 

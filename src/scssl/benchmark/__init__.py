@@ -10,6 +10,15 @@ from ._baselines import (
 )
 from ._knn import knn_transfer
 from ._protein_baselines import ridge_protein_prediction, totalvi_protein_prediction
+from ._report import markdown_report, markdown_table, write_report
+from ._tasks import (
+    TASK_METHODS,
+    TASKS,
+    BenchmarkResult,
+    load_results,
+    register_task,
+    run_benchmark,
+)
 from .metrics import (
     accuracy,
     expected_calibration_error,
@@ -26,13 +35,19 @@ from .metrics import (
 )
 
 __all__ = [
+    "TASKS",
+    "TASK_METHODS",
+    "BenchmarkResult",
     "accuracy",
     "expected_calibration_error",
     "highly_variable_genes",
     "knn_transfer",
+    "load_results",
     "log_normalize",
     "logistic_regression_transfer",
     "macro_f1",
+    "markdown_report",
+    "markdown_table",
     "mean_squared_error",
     "metrics",
     "pca_embedding",
@@ -41,10 +56,13 @@ __all__ = [
     "pearson_per_protein",
     "per_class_f1",
     "protein_prediction_scores",
+    "register_task",
     "ridge_protein_prediction",
+    "run_benchmark",
     "scvi_embedding",
     "spearman_flattened",
     "spearman_per_protein",
     "totalvi_protein_prediction",
     "weighted_explained_variance",
+    "write_report",
 ]

@@ -1,0 +1,158 @@
+"""Benchmark task runners: scores, results.json, report.md and plots; argument errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from scssl.benchmark import TASKS, BenchmarkResult, load_results, register_task, run_benchmark
+from scssl.benchmark._tasks import TASK_METHODS, TASK_REQUIRES
+
+
+@pytest.fixture
+def kang_400(kang_demo):
+    """400 real Kang cells (both conditions) x their 1,500 most-counted genes."""
+    counts = np.asarray(kang_demo.X.sum(axis=0)).ravel()
+    genes = np.sort(np.argsort(-counts)[:1500])
+    rng = np.random.default_rng(0)
+    cells = np.sort(rng.choice(kang_demo.n_obs, 400, replace=False))
+    return kang_demo[cells, genes].copy()
+
+
+def _check_outputs(out, result: BenchmarkResult, methods):
+    data = json.loads((out / "results.json").read_text())
+    assert [row["method"] for row in data["rows"]] == list(methods)
+    assert (out / "scores.png").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    for row in result.rows:
+        assert row["name"] in report
+    assert "scores.png" in report
+    assert load_results(out).rows == data["rows"]
+
+
+def test_label_transfer_reference_query(kang_400, tmp_path):
+    methods = ["scssl", "pca", "logreg"]
+    result = run_benchmark(
+        kang_400,
+        "label_transfer",
+        out=tmp_path,
+        label_key="cell_type",
+        reference_key="stim",
+        reference_value="CTRL",
+        methods=methods,
+        epochs=2,
+        verbose=False,
+    )
+    _check_outputs(tmp_path, result, methods)
+    for row in result.rows:
+        assert 0 <= row["macro_f1"] <= 1 and 0 <= row["accuracy"] <= 1
+    # Real scores on real cells: PCA kNN and logistic regression beat chance clearly.
+    n_types = kang_400.obs["cell_type"].nunique()
+    assert result.row("logreg")["accuracy"] > 2 / n_types
+    assert result.settings["splits"] == ["stim==CTRL -> rest"]
+
+
+def test_label_transfer_leave_one_batch_out(kang_400):
+    result = run_benchmark(
+        kang_400,
+        "label_transfer",
+        batch_key="stim",
+        label_key="cell_type",
+        methods=["pca", "logreg"],
+        verbose=False,
+    )
+    folds = result.details["per_split"]["pca"]
+    assert [f["split"] for f in folds] == ["held out stim=CTRL", "held out stim=STIM"]
+    assert result.row("pca")["macro_f1"] == pytest.approx(np.mean([f["macro_f1"] for f in folds]))
+
+
+def test_reconstruction(kang_400, tmp_path):
+    methods = ["scssl", "pca", "scvi"]
+    result = run_benchmark(
+        kang_400,
+        "reconstruction",
+        out=tmp_path,
+        methods=methods,
+        epochs=2,
+        verbose=False,
+        held_out=0.2,
+    )
+    _check_outputs(tmp_path, result, methods)
+    assert result.settings["n_held_out"] == 80
+    # 50 principal components of 1,500 genes explain part of the held-out variance, not all.
+    assert 0.05 < result.row("pca")["weighted_explained_variance"] < 0.95
+    for row in result.rows:
+        assert row["mse"] > 0 and np.isfinite(row["weighted_explained_variance"])
+
+
+def test_argument_errors(kang_400):
+    with pytest.raises(ValueError, match="needs batch_key"):
+        run_benchmark(kang_400, "integration", label_key="cell_type", verbose=False)
+    with pytest.raises(ValueError, match="Unknown task"):
+        run_benchmark(kang_400, "clustering", verbose=False)
+    with pytest.raises(ValueError, match="Unknown method"):
+        run_benchmark(
+            kang_400, "label_transfer", label_key="cell_type", methods=["umap"], verbose=False
+        )
+    with pytest.raises(KeyError, match="not a column of obs"):
+        run_benchmark(
+            kang_400, "integration", batch_key="donor", label_key="cell_type", verbose=False
+        )
+    with pytest.raises(ValueError, match="reference_value"):
+        run_benchmark(
+            kang_400, "label_transfer", label_key="cell_type", reference_key="stim", verbose=False
+        )
+    with pytest.raises(FileNotFoundError):
+        run_benchmark("no/such/file.h5ad", "reconstruction", verbose=False)
+
+
+def test_a_new_task_is_one_function(kang_400, tmp_path):
+    @register_task("library_size", methods=("raw",), requires=("batch_key",))
+    def library_size(adata, batch_key, methods=None, **_):
+        sizes = np.asarray(adata.X.sum(axis=1)).ravel()
+        return BenchmarkResult(
+            task="library_size",
+            dataset="",
+            rows=[{"method": "raw", "median": float(np.median(sizes))}],
+            metrics=["median"],
+            primary="median",
+        )
+
+    try:
+        result = run_benchmark(
+            kang_400, "library_size", out=tmp_path, batch_key="stim", verbose=False
+        )
+        expected = np.median(np.asarray(kang_400.X.sum(axis=1)).ravel())
+        assert result.row("raw")["median"] == pytest.approx(expected)
+        assert (tmp_path / "report.md").exists()
+    finally:
+        for registry in (TASKS, TASK_METHODS, TASK_REQUIRES):
+            registry.pop("library_size")
+
+
+@pytest.mark.skipif(
+    os.environ.get("SCSSL_SCIB_TESTS") != "1",
+    reason="scib-metrics compiles JAX for ~70 s or more; set SCSSL_SCIB_TESTS=1 to run",
+)
+def test_integration_with_scib(kang_400, tmp_path):
+    pytest.importorskip("scib_metrics")
+    methods = ["scssl", "pca", "scvi"]
+    result = run_benchmark(
+        kang_400,
+        "integration",
+        out=tmp_path,
+        batch_key="stim",
+        label_key="cell_type",
+        methods=methods,
+        epochs=2,
+        verbose=False,
+    )
+    _check_outputs(tmp_path, result, methods)
+    for row in result.rows:
+        assert 0 < row["total"] < 1
+        assert row["total"] == pytest.approx(
+            0.6 * row["bio_conservation"] + 0.4 * row["batch_correction"], abs=1e-6
+        )

@@ -229,11 +229,15 @@ class SSLModule(BaseModuleClass):
         batch_index: torch.Tensor | None = None,
         deltas: torch.Tensor | None = None,
         encoder: nn.Sequential | None = None,
+        input_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Encode ``x_norm - deltas[batch_index]`` (or ``x_norm`` without batch centring).
 
         The subtraction is folded into the first layer (``W x - W delta``), so a sparse
-        ``x_norm`` stays sparse. ``deltas`` defaults to the training batches' shifts.
+        ``x_norm`` stays sparse. ``deltas`` defaults to the training batches' shifts. For a
+        masked ``x_norm``, ``input_weight`` (``(n_cells, G)``: 0 where masked, the keep scale
+        elsewhere) centres only what the encoder sees: masked entries stay 0 instead of
+        showing ``-delta``, which would tell the encoder the batch.
         """
         encoder = self.encoder if encoder is None else encoder
         deltas = self.batch_deltas() if deltas is None else deltas
@@ -245,8 +249,12 @@ class SSLModule(BaseModuleClass):
             )
         first = encoder[0]
         weight = first.weight if isinstance(first, SparseInputLinear) else first.weight.T
-        hidden = first(x_norm) - (deltas @ weight)[batch_index.view(-1).long()]
-        return encoder[1:](hidden)
+        cell_deltas_index = batch_index.view(-1).long()
+        if input_weight is None:
+            shift = (deltas @ weight)[cell_deltas_index]
+        else:
+            shift = (input_weight * deltas[cell_deltas_index]) @ weight
+        return encoder[1:](first(x_norm) - shift)
 
     @auto_move_data
     def embed(
@@ -314,15 +322,27 @@ class SSLModule(BaseModuleClass):
         if self.pretext == "programme_to_tf":
             masked_input, kept, tf = self.masking(x_norm)
             out["loss_weight"] = self._tf_loss_weight(kept, tf)
+            input_weight = kept.to(x_norm.dtype)
         else:
             masked_input, mask = self.masking(x_norm)
             out["loss_weight"] = mask.to(x_norm.dtype)
-        out["z"] = self.encode(masked_input, batch_index)
+            input_weight = self._keep_scale(mask).to(x_norm.dtype)
+        if not self.batch_centering:
+            input_weight = None
+        out["z"] = self.encode(masked_input, batch_index, input_weight=input_weight)
         if self.batch_centering and self.likelihood == "mse":
             out["target_shift"] = self.batch_deltas()[batch_index.view(-1).long()]
         if self.likelihood == "nb":
             out["counts"] = to_dense(x)
         return out
+
+    def _keep_scale(self, mask: torch.Tensor) -> torch.Tensor:
+        """Factor of each input entry after masking: 0 where masked, the keep scale elsewhere."""
+        if isinstance(self.masking, RandomMask):
+            scale = 1.0 / (1.0 - self.masking.rate)
+        else:  # gene programmes: the scale depends on the share hidden in this minibatch
+            scale = 1.0 / (1.0 - mask[0].float().mean()).clamp(min=1e-6)
+        return (~mask) * scale
 
     def _tf_loss_weight(self, kept: torch.Tensor, tf: torch.Tensor) -> torch.Tensor:
         """Weight 1 on each cell's TF, ``tf_rest_weight`` shared by the other hidden genes."""

@@ -20,7 +20,6 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.benchmark.metrics import expected_calibration_error
 from scssl.data import (
-    AlignmentReport,
     GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
@@ -29,13 +28,11 @@ from scssl.data import (
 )
 from scssl.module import ClassifierModule
 
-from ._ssl_encoder import (
-    DEFAULT_INFERENCE_BATCH_SIZE,
-    DEFAULT_MIN_OVERLAP,
-    _adamw,
-    _check_expression,
-    _expression_matrix,
-)
+from ._expression import DEFAULT_MIN_OVERLAP
+from ._expression import check_expression as _check_expression
+from ._expression import expression_matrix as _expression_matrix
+from ._ssl_encoder import DEFAULT_INFERENCE_BATCH_SIZE, _adamw
+from ._vocabulary_mixin import GeneVocabularyMixin
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +58,7 @@ def _trainable_adamw(params, lr: float, weight_decay: float) -> torch.optim.Adam
     return _adamw([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
 
 
-class SSLClassifier(UnsupervisedTrainingMixin, BaseModelClass):
+class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """Cell-type classifier: the SSL encoder with a linear head, fine-tuned on labelled cells.
 
     Build it from a pretrained :class:`scssl.model.SSLEncoder` with :meth:`from_encoder` (or from
@@ -565,32 +562,6 @@ class SSLClassifier(UnsupervisedTrainingMixin, BaseModelClass):
         return out
 
     # ------------------------------------------------------ gene vocabulary
-    @property
-    def gene_vocabulary(self) -> GeneVocabulary:
-        """The genes of the input layer, in order."""
-        return GeneVocabulary.from_dict(self.gene_vocabulary_)
-
-    @property
-    def _layer(self) -> str | None:
-        return self.registry_["setup_args"]["layer"]
-
-    @property
-    def _log_normalized(self) -> bool:
-        return self.registry_["setup_args"]["log_normalized"]
-
-    def align(
-        self, adata: AnnData, min_overlap: float = DEFAULT_MIN_OVERLAP
-    ) -> tuple[AnnData, AlignmentReport | None]:
-        """``adata`` with the model's genes in the model's order (input left unchanged)."""
-        layer = self._layer
-        report = None
-        if not self.gene_vocabulary.matches_exactly(adata):
-            adata, report = align_to_vocabulary(
-                adata, self.gene_vocabulary, layer=layer, min_overlap=min_overlap
-            )
-        _check_expression(adata, layer, self._log_normalized)
-        return adata, report
-
     # ------------------------------------------------------ query mapping
     @classmethod
     def load_query_data(

@@ -18,12 +18,10 @@ from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.data import (
-    AlignmentReport,
     EncodedGeneSets,
     GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
-    check_expression_matrix,
     check_unique_var_names,
     encode_gene_sets,
     encode_tf_programmes,
@@ -36,26 +34,19 @@ from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
 from scssl.nn._sparse import to_dense
 from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
 
+from ._expression import DEFAULT_MIN_OVERLAP
+from ._expression import check_expression as _check_expression
+from ._expression import expression_matrix as _expression_matrix
+from ._vocabulary_mixin import GeneVocabularyMixin
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_MIN_OVERLAP = 0.5
 DEFAULT_INFERENCE_BATCH_SIZE = 1024
 
 
 def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
     # The fused kernel is several times faster than the default on CPU and GPU alike.
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-
-
-def _expression_matrix(adata: AnnData, layer: str | None):
-    if layer is None:
-        return adata.X
-    if layer not in adata.layers:
-        raise KeyError(
-            f"layer={layer!r} is not in adata.layers (available: {list(adata.layers)}). Pass the "
-            "layer that holds the raw counts, or layer=None for adata.X."
-        )
-    return adata.layers[layer]
 
 
 def _encode_programmes(
@@ -82,14 +73,7 @@ def _encode_programmes(
     return gene_sets, encode_tf_programmes(gene_sets, vocabulary, min_targets)
 
 
-def _check_expression(adata: AnnData, layer: str | None, log_normalized: bool) -> None:
-    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    check_expression_matrix(
-        _expression_matrix(adata, layer), log_normalized=log_normalized, where=where
-    )
-
-
-class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
+class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass):
     """A cell encoder pretrained by self-supervision, as in Richter et al. (ssl_in_scg).
 
     An MLP (512-512-256-256-64, SELU, no normalisation layers by default) maps counts, normalised
@@ -393,36 +377,6 @@ class SSLEncoder(UnsupervisedTrainingMixin, BaseModelClass):
             self.module.eval()
 
     # ------------------------------------------------------ gene vocabulary
-    @property
-    def gene_vocabulary(self) -> GeneVocabulary:
-        """The genes the model was built on, in the order of its input layer."""
-        return GeneVocabulary.from_dict(self.gene_vocabulary_)
-
-    @property
-    def _layer(self) -> str | None:
-        return self.registry_["setup_args"]["layer"]
-
-    @property
-    def _log_normalized(self) -> bool:
-        return self.registry_["setup_args"]["log_normalized"]
-
-    def align(
-        self, adata: AnnData, min_overlap: float = DEFAULT_MIN_OVERLAP
-    ) -> tuple[AnnData, AlignmentReport | None]:
-        """``adata`` with the model's genes in the model's order, checked; input left unchanged.
-
-        Returns ``adata`` itself when its genes already are the vocabulary, otherwise a new
-        AnnData (missing genes zero-filled, extra genes dropped) and the alignment report.
-        """
-        layer = self._layer
-        report = None
-        if not self.gene_vocabulary.matches_exactly(adata):
-            adata, report = align_to_vocabulary(
-                adata, self.gene_vocabulary, layer=layer, min_overlap=min_overlap
-            )
-        _check_expression(adata, layer, self._log_normalized)
-        return adata, report
-
     @classmethod
     def prepare_query_anndata(
         cls,

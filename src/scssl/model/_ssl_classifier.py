@@ -32,6 +32,7 @@ from ._expression import DEFAULT_MIN_OVERLAP
 from ._expression import check_expression as _check_expression
 from ._expression import expression_matrix as _expression_matrix
 from ._ssl_encoder import DEFAULT_INFERENCE_BATCH_SIZE, _adamw
+from ._training import custom_optimizer_plan, set_early_stopping, training_mode
 from ._vocabulary_mixin import GeneVocabularyMixin
 
 logger = logging.getLogger(__name__)
@@ -458,17 +459,11 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
                 "No labelled cells: every cell has the unlabeled category; a classifier needs "
                 "labels to train."
             )
-        plan_kwargs = {
-            "optimizer": "Custom",
-            "optimizer_creator": partial(_trainable_adamw, lr=lr, weight_decay=weight_decay),
-            **(plan_kwargs or {}),
-        }
-        if early_stopping:
-            trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
-            trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
-            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        self.module.train()
-        try:
+        plan_kwargs = custom_optimizer_plan(
+            partial(_trainable_adamw, lr=lr, weight_decay=weight_decay), plan_kwargs
+        )
+        early_stopping = set_early_stopping(trainer_kwargs, early_stopping, early_stopping_patience)
+        with training_mode(self.module):
             out = super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,
@@ -481,8 +476,6 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
                 plan_kwargs=plan_kwargs,
                 **trainer_kwargs,
             )
-        finally:
-            self.module.eval()
         if calibrate:
             self.calibrate()
         return out

@@ -37,6 +37,7 @@ from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
 from ._expression import DEFAULT_MIN_OVERLAP
 from ._expression import check_expression as _check_expression
 from ._expression import expression_matrix as _expression_matrix
+from ._training import custom_optimizer_plan, set_early_stopping, training_mode
 from ._vocabulary_mixin import GeneVocabularyMixin
 
 logger = logging.getLogger(__name__)
@@ -330,22 +331,15 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
             Further options of :class:`scvi.train.Trainer` (Lightning ``Trainer``).
 
         """
-        plan_kwargs = {
-            "optimizer": "Custom",
-            "optimizer_creator": partial(_adamw, lr=lr, weight_decay=weight_decay),
-            **(plan_kwargs or {}),
-        }
-        if early_stopping and train_size >= 1.0 and datamodule is None:
-            warnings.warn(
-                "early_stopping needs validation cells; disabled because train_size=1.",
-                UserWarning,
-                stacklevel=2,
-            )
-            early_stopping = False
-        if early_stopping:
-            trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
-            trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
-            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+        plan_kwargs = custom_optimizer_plan(
+            partial(_adamw, lr=lr, weight_decay=weight_decay), plan_kwargs
+        )
+        early_stopping = set_early_stopping(
+            trainer_kwargs,
+            early_stopping,
+            early_stopping_patience,
+            train_size=None if datamodule is not None else train_size,
+        )
         if self.module.pretext == "byol":
             callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
             trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]
@@ -356,9 +350,7 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
         }
         trainer_kwargs = ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs)
         # --- end scale-out
-        # Inference leaves the module in eval mode, and Lightning keeps the modes it finds.
-        self.module.train()
-        try:
+        with training_mode(self.module):
             return super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,
@@ -373,8 +365,6 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
                 datasplitter_kwargs=datasplitter_kwargs,
                 **trainer_kwargs,
             )
-        finally:
-            self.module.eval()
 
     # ------------------------------------------------------ gene vocabulary
     @classmethod

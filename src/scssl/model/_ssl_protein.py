@@ -29,16 +29,14 @@ from scssl.data import (
 from scssl.module import SSLProteinModule
 from scssl.nn import ACTIVATIONS
 
+from ._expression import DEFAULT_MIN_OVERLAP
+from ._ssl_encoder import DEFAULT_INFERENCE_BATCH_SIZE, _adamw
+from ._training import custom_optimizer_plan, set_early_stopping, training_mode
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODALITIES = {"rna_layer": "rna", "protein_layer": "prot"}
-DEFAULT_MIN_OVERLAP = 0.5
-DEFAULT_INFERENCE_BATCH_SIZE = 1024
 PROTEIN_BATCH_MASK = fields.ProteinObsmField.PROTEIN_BATCH_MASK
-
-
-def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def _matrix(adata: AnnData, layer: str | None, where: str):
@@ -521,24 +519,13 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
             Further options of :class:`scvi.train.Trainer`.
 
         """
-        plan_kwargs = {
-            "optimizer": "Custom",
-            "optimizer_creator": partial(_adamw, lr=lr, weight_decay=weight_decay),
-            **(plan_kwargs or {}),
-        }
-        if early_stopping and train_size >= 1.0:
-            warnings.warn(
-                "early_stopping needs validation cells; disabled because train_size=1.",
-                UserWarning,
-                stacklevel=2,
-            )
-            early_stopping = False
-        if early_stopping:
-            trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
-            trainer_kwargs.setdefault("early_stopping_patience", early_stopping_patience)
-            trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
-        self.module.train()
-        try:
+        plan_kwargs = custom_optimizer_plan(
+            partial(_adamw, lr=lr, weight_decay=weight_decay), plan_kwargs
+        )
+        early_stopping = set_early_stopping(
+            trainer_kwargs, early_stopping, early_stopping_patience, train_size=train_size
+        )
+        with training_mode(self.module):
             return super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,
@@ -551,8 +538,6 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
                 plan_kwargs=plan_kwargs,
                 **trainer_kwargs,
             )
-        finally:
-            self.module.eval()
 
     # ----------------------------------------------------------- inference
     def _rna_and_obs(self, data: MuData | AnnData | None) -> tuple[AnnData, pd.DataFrame]:

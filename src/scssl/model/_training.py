@@ -1,0 +1,52 @@
+"""Training set-up shared by the scssl models: AdamW plan, early stopping, train/eval modes."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from torch import nn
+
+
+def custom_optimizer_plan(optimizer_creator: Callable, plan_kwargs: dict | None) -> dict:
+    """``plan_kwargs`` of :class:`scvi.train.TrainingPlan` using ``optimizer_creator``."""
+    return {"optimizer": "Custom", "optimizer_creator": optimizer_creator, **(plan_kwargs or {})}
+
+
+def set_early_stopping(
+    trainer_kwargs: dict,
+    early_stopping: bool,
+    patience: int,
+    train_size: float | None = None,
+) -> bool:
+    """Add early stopping on the validation loss to ``trainer_kwargs``; returns whether it is on.
+
+    With ``train_size >= 1`` there are no validation cells: early stopping is turned off with a
+    warning (pass ``train_size=None`` when validation cells come from elsewhere).
+    """
+    if early_stopping and train_size is not None and train_size >= 1.0:
+        warnings.warn(
+            "early_stopping needs validation cells; disabled because train_size=1.",
+            UserWarning,
+            stacklevel=3,
+        )
+        return False
+    if early_stopping:
+        trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        trainer_kwargs.setdefault("early_stopping_patience", patience)
+        trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
+    return early_stopping
+
+
+@contextmanager
+def training_mode(module: nn.Module) -> Iterator[None]:
+    """Train mode for the duration of the block, eval mode after it (even on errors).
+
+    Inference leaves modules in eval mode, and Lightning keeps the modes it finds.
+    """
+    module.train()
+    try:
+        yield
+    finally:
+        module.eval()

@@ -156,3 +156,49 @@ def test_integration_with_scib(kang_400, tmp_path):
         assert row["total"] == pytest.approx(
             0.6 * row["bio_conservation"] + 0.4 * row["batch_correction"], abs=1e-6
         )
+
+
+# ------------------------------------------------------------------ protein
+def _citeseq_subset(path, n_cells: int = 400, n_genes: int = 1500):
+    import warnings
+
+    import mudata as md
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rna = md.read_h5ad(str(path), "rna")
+        prot = md.read_h5ad(str(path), "prot")
+        cells = np.sort(np.random.default_rng(0).choice(rna.n_obs, n_cells, replace=False))
+        counts = np.asarray(rna.X.sum(axis=0)).ravel()
+        genes = np.sort(np.argsort(-counts)[:n_genes])
+        return md.MuData({"rna": rna[cells, genes].copy(), "prot": prot[cells].copy()})
+
+
+def test_protein_task_on_real_citeseq(shared_file, tmp_path):
+    mdata = _citeseq_subset(shared_file("pbmc5k_citeseq.h5mu"))
+    methods = ["scssl", "totalvi", "ridge"]
+    result = run_benchmark(
+        mdata, "protein", out=tmp_path, methods=methods, epochs=3, dataset="pbmc5k", verbose=False
+    )
+    _check_outputs(tmp_path, result, methods)
+    assert result.settings["protein_mod"] == "prot"
+    assert result.settings["n_held_out"] == 80
+    for row in result.rows:
+        assert -1 <= row["pearson_flattened"] <= 1 and row["mse"] > 0
+    # Proteins are predictable from RNA: ridge regression is far above chance on real cells.
+    assert result.row("ridge")["pearson_flattened"] > 0.5
+    assert set(result.details["per_protein"]["ridge"]) == set(mdata.mod["prot"].var_names)
+
+
+def test_protein_task_errors(kang_400):
+    import mudata as md
+
+    with pytest.raises(ValueError, match="needs a MuData"):
+        run_benchmark(kang_400, "protein", verbose=False)
+    rna_only = md.MuData({"rna": kang_400.copy()})
+    with pytest.raises(KeyError, match="No protein modality"):
+        run_benchmark(rna_only, "protein", verbose=False)
+    with pytest.raises(ValueError, match="layer"):
+        run_benchmark(rna_only, "protein", layer="counts", verbose=False)
+    with pytest.raises(ValueError, match="needs an AnnData"):
+        run_benchmark(rna_only, "reconstruction", verbose=False)

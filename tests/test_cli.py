@@ -1,4 +1,8 @@
+import json
+
 import anndata as ad
+import numpy as np
+import pandas as pd
 import pytest
 
 from scssl.cli import main
@@ -106,3 +110,33 @@ def test_benchmark_command_writes_report(kang_demo, tmp_path, capsys):
     assert "Task label_transfer on cells: 300 cells" in printed
     assert "logistic regression" in printed
     assert {p.name for p in out.iterdir()} == {"results.json", "report.md", "scores.png"}
+
+
+def test_benchmark_protein_from_h5mu(tmp_path, capsys):
+    import mudata as md
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    programme = rng.integers(0, 3, size=150)
+    rna = ad.AnnData(
+        sp.csr_matrix(rng.poisson(rng.gamma(0.6, 2.0, (3, 80))[programme]).astype(np.float32)),
+        obs=pd.DataFrame(index=[f"c{i}" for i in range(150)]),
+        var=pd.DataFrame(index=[f"G{i}" for i in range(80)]),
+    )
+    prot = ad.AnnData(
+        rng.poisson(np.exp(1 + rng.normal(size=(3, 5)))[programme]).astype(np.float32),
+        obs=rna.obs.copy(),
+        var=pd.DataFrame(index=[f"P{i}" for i in range(5)]),
+    )
+    path = tmp_path / "citeseq.h5mu"
+    md.MuData({"rna": rna, "adt": prot}).write_h5mu(str(path))
+    out = tmp_path / "out"
+    code = main(
+        ["benchmark", "--data", str(path), "--task", "protein", "--methods", "ridge",
+         "--held-out", "0.3", "--out", str(out), "--no-plots"]
+    )  # fmt: skip
+    assert code == 0
+    result = json.loads((out / "results.json").read_text())
+    assert result["settings"]["protein_mod"] == "adt"
+    assert result["settings"]["n_held_out"] == 45
+    assert "ridge" in capsys.readouterr().out

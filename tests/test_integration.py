@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scvi
+import torch
 from scipy import sparse
 from sklearn.neighbors import NearestNeighbors
 
@@ -110,3 +111,115 @@ def test_contrastive_pretexts_train_with_batch_centring(two_batches):
     assert model.module.batch_centering
     model.train(max_epochs=1, batch_size=64, train_size=1.0, early_stopping=False)
     assert np.isfinite(model.get_latent_representation()).all()
+
+
+# ------------------------------------------------------------------ batch adversary
+def test_batch_adversary_losses_train_one_side_each():
+    adversary = scssl.nn.BatchAdversary(n_latent=4, n_batch=3, n_hidden=8)
+    z = torch.randn(10, 4, requires_grad=True)
+    batch = torch.randint(0, 3, (10, 1))
+    classifier, confusion = adversary(z, batch)
+    assert classifier.shape == confusion.shape == (10,)
+    classifier.mean().backward(retain_graph=True)
+    assert z.grad is None  # the classifier's loss never reaches the encoder
+    assert all(p.grad is not None for p in adversary.parameters())
+    adversary.zero_grad()
+    confusion.mean().backward()
+    assert z.grad is not None  # the confusion loss trains only the encoder
+    assert all(p.grad is None or not p.grad.any() for p in adversary.parameters())
+    # Uniform predictions give the smallest confusion loss, log(n_batch).
+    for layer in adversary.classifier:
+        if isinstance(layer, torch.nn.Linear):
+            torch.nn.init.zeros_(layer.weight)
+            torch.nn.init.zeros_(layer.bias)
+    _, confusion = adversary(z, batch)
+    np.testing.assert_allclose(confusion.detach().numpy(), np.log(3), rtol=1e-6)
+
+
+def _within_type_mixing(embedding, batch, cell_type, k: int = 15) -> float:
+    """Other-batch share among each cell's neighbours, relative to its cell type's share."""
+    neighbours = NearestNeighbors(n_neighbors=k + 1).fit(embedding).kneighbors(embedding)[1][:, 1:]
+    other = (batch[neighbours] != batch[:, None]).mean(axis=1)
+    expected = np.array(
+        [np.mean(batch[cell_type == t] != b) for t, b in zip(cell_type, batch, strict=True)]
+    )
+    keep = expected > 0
+    return float(np.mean(other[keep] / expected[keep]))
+
+
+@pytest.fixture
+def type_specific_batches() -> ad.AnnData:
+    """600 cells, 3 cell types x 2 batches; the batch changes different genes in each type
+    (as a stimulation does), so no single per-batch shift removes it."""
+    rng = np.random.default_rng(1)
+    n_genes, n_cells = 200, 600
+    type_means = rng.gamma(0.6, 3.0, size=(3, n_genes))
+    response = np.ones((3, n_genes))
+    for t in range(3):
+        genes = rng.choice(n_genes, 40, replace=False)
+        response[t, genes] = np.exp(rng.normal(0.0, 1.5, size=40))
+    cell_type = rng.integers(0, 3, size=n_cells)
+    batch = rng.integers(0, 2, size=n_cells)
+    means = type_means[cell_type] * np.where(batch[:, None] == 1, response[cell_type], 1.0)
+    counts = rng.poisson(means).astype(np.float32)
+    obs = pd.DataFrame(
+        {"batch": [f"b{b}" for b in batch], "cell_type": [f"t{t}" for t in cell_type]},
+        index=[f"c{i}" for i in range(n_cells)],
+    )
+    var = pd.DataFrame(index=[f"G{i}" for i in range(n_genes)])
+    return ad.AnnData(sparse.csr_matrix(counts), obs=obs, var=var)
+
+
+def test_batch_adversary_removes_type_specific_batch_effects(type_specific_batches):
+    batch = type_specific_batches.obs["batch"].to_numpy()
+    cell_type = type_specific_batches.obs["cell_type"].to_numpy()
+    embeddings = {}
+    for name, centring, weight in (
+        ("plain", False, 0.0),
+        ("centred", True, 0.0),
+        ("adversarial", False, 1.0),
+    ):
+        adata = type_specific_batches.copy()
+        scvi.settings.seed = 0
+        scssl.model.SSLEncoder.setup_anndata(adata, batch_key="batch")
+        model = scssl.model.SSLEncoder(
+            adata,
+            n_hidden=(64,),
+            n_latent=8,
+            dropout_rate=0.0,
+            batch_centering=centring,
+            batch_adversary_weight=weight,
+        )
+        model.train(max_epochs=30, batch_size=32, early_stopping=False, train_size=1.0)
+        embeddings[name] = model.get_latent_representation()
+    assert "batch_confusion_loss_train" in model.history
+    mixing = {name: _within_type_mixing(z, batch, cell_type) for name, z in embeddings.items()}
+    assert mixing["adversarial"] > mixing["plain"] + 0.1
+    # One shift per batch cannot undo effects that differ by cell type (here it hurts).
+    assert mixing["centred"] < mixing["adversarial"]
+    # Cell types stay apart.
+    from sklearn.neighbors import KNeighborsClassifier
+
+    accuracy = KNeighborsClassifier(15).fit(embeddings["adversarial"], cell_type)
+    assert accuracy.score(embeddings["adversarial"], cell_type) > 0.95
+
+
+def test_batch_adversary_stops_early_on_the_pretext_loss(two_batches):
+    scssl.model.SSLEncoder.setup_anndata(two_batches, batch_key="batch")
+    model = scssl.model.SSLEncoder(
+        two_batches, n_hidden=(32,), n_latent=4, batch_centering=False, batch_adversary_weight=0.3
+    )
+    model.train(max_epochs=2, batch_size=64, early_stopping=True)
+    assert "pretext_loss_validation" in model.history
+    assert model.module.batch_adversary_weight == 0.3
+
+
+def test_batch_adversary_needs_a_non_negative_weight_and_batches(two_batches):
+    scssl.model.SSLEncoder.setup_anndata(two_batches, batch_key="batch")
+    with pytest.raises(ValueError, match="batch_adversary_weight"):
+        scssl.model.SSLEncoder(two_batches, batch_adversary_weight=-1.0)
+    one_batch = two_batches[two_batches.obs["batch"] == "b0"].copy()
+    scssl.model.SSLEncoder.setup_anndata(one_batch, batch_key="batch")
+    with pytest.warns(UserWarning, match="one batch"):
+        model = scssl.model.SSLEncoder(one_batch, batch_adversary_weight=0.3)
+    assert model.module.batch_adversary_weight == 0.0

@@ -81,6 +81,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         likelihood=args.likelihood,
         n_latent=args.n_latent,
         mask_rate=args.mask_rate,
+        batch_centering=not args.no_batch_centering,
+        batch_adversary_weight=args.batch_adversary_weight,
     )
     model.train(max_epochs=args.max_epochs, batch_size=args.batch_size)
     model.save(args.out, overwrite=args.overwrite)
@@ -118,12 +120,28 @@ def _benchmark(args: argparse.Namespace) -> int:
     task_kwargs = {}
     if args.task == "label_transfer":
         task_kwargs = {"reference_key": args.reference_key, "reference_value": args.reference_value}
-    if args.pretext is not None or args.n_latent is not None:
-        scssl_kwargs = {}
-        if args.pretext is not None:
-            scssl_kwargs["pretext"] = args.pretext
-        if args.n_latent is not None:
-            scssl_kwargs["n_latent"] = args.n_latent
+    if args.task == "integration":
+        task_kwargs.update(n_top_genes=args.n_top_genes, scssl_epochs=args.scssl_epochs)
+    elif args.scssl_epochs is not None or args.n_top_genes is not None:
+        raise ValueError("--scssl-epochs and --n-top-genes apply to the integration task.")
+    if args.task == "protein":
+        task_kwargs.update(rna_mod=args.rna_mod, protein_mod=args.protein_mod)
+    if args.held_out is not None:
+        if args.task not in ("reconstruction", "protein"):
+            raise ValueError("--held-out applies to the reconstruction and protein tasks.")
+        task_kwargs["held_out"] = args.held_out
+    scssl_kwargs = {
+        name: value
+        for name, value in (
+            ("pretext", args.pretext),
+            ("n_latent", args.n_latent),
+            ("batch_adversary_weight", args.batch_adversary_weight),
+        )
+        if value is not None
+    }
+    if "batch_adversary_weight" in scssl_kwargs and args.task != "integration":
+        raise ValueError("--batch-adversary-weight applies to the integration task.")
+    if scssl_kwargs:
         task_kwargs["scssl_kwargs"] = scssl_kwargs
     result = run_benchmark(
         args.data,
@@ -178,6 +196,17 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument(
         "--mask-rate", type=float, default=None, help="default: 0.5 genes, 0.25 programmes"
     )
+    pretrain.add_argument(
+        "--no-batch-centering",
+        action="store_true",
+        help="do not centre each batch's mean expression (with --batch-key)",
+    )
+    pretrain.add_argument(
+        "--batch-adversary-weight",
+        type=float,
+        default=0.0,
+        help="with --batch-key: train the encoder to hide the batch (e.g. 0.3; default off)",
+    )
     pretrain.add_argument("--max-epochs", type=int, default=None)
     pretrain.add_argument("--batch-size", type=int, default=128)
     pretrain.add_argument("--seed", type=int, default=0)
@@ -197,10 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     methods = sorted({m for known in TASK_METHODS.values() for m in known})
     bench = commands.add_parser(
         "benchmark",
-        help="score scssl against PCA, scVI, scANVI, logistic regression on an .h5ad file",
+        help="score scssl against PCA, scVI, scANVI, totalVI, logistic/ridge regression",
         description="Run a benchmark task and write results.json, report.md and PNG plots.",
     )
-    bench.add_argument("--data", required=True, help=".h5ad with raw counts")
+    bench.add_argument(
+        "--data", required=True, help=".h5ad with raw counts (.h5mu of RNA + proteins: protein)"
+    )
     bench.add_argument("--task", required=True, choices=sorted(TASK_METHODS))
     bench.add_argument("--out", required=True, help="output folder")
     bench.add_argument("--batch-key", default=None, help="obs column of batches")
@@ -213,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="methods to run (default: all of the task)",
     )
     bench.add_argument("--epochs", type=int, default=None, help="epochs of the neural methods")
+    bench.add_argument(
+        "--scssl-epochs",
+        type=int,
+        default=None,
+        help="integration: epochs of scssl alone (baselines keep --epochs or their defaults)",
+    )
     bench.add_argument("--max-cells", type=int, default=None, help="subsample to this many cells")
     bench.add_argument("--layer", default=None, help="layer with counts (default: X)")
     bench.add_argument(
@@ -221,8 +258,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="label_transfer: obs column marking the reference (default: leave one batch out)",
     )
     bench.add_argument("--reference-value", default=None, help="value of --reference-key")
+    bench.add_argument(
+        "--n-top-genes",
+        type=int,
+        default=None,
+        help="integration: every method on these many batch-aware HVGs (default: all genes)",
+    )
+    bench.add_argument(
+        "--held-out",
+        type=float,
+        default=None,
+        help="reconstruction, protein: share of cells held out (default 0.1, 0.2)",
+    )
+    bench.add_argument("--rna-mod", default="rna", help="protein: RNA modality of the MuData")
+    bench.add_argument(
+        "--protein-mod", default=None, help="protein: protein modality (default: prot/protein/adt)"
+    )
     bench.add_argument("--pretext", default=None, choices=PRETEXTS, help="scssl pretext")
     bench.add_argument("--n-latent", type=int, default=None, help="scssl latent size")
+    bench.add_argument(
+        "--batch-adversary-weight",
+        type=float,
+        default=None,
+        help="integration: batch adversary weight of scssl_adversarial (default 0.3)",
+    )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     bench.add_argument("--no-plots", action="store_true")

@@ -10,6 +10,7 @@ from ._baselines import (
 )
 from ._knn import knn_transfer
 from ._protein_baselines import ridge_protein_prediction, totalvi_protein_prediction
+from ._protein_task import protein as _protein_task  # noqa: F401 - registers the task
 from ._report import markdown_report, markdown_table, write_report
 from ._tasks import (
     TASK_METHODS,

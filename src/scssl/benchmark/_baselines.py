@@ -21,10 +21,20 @@ def log_normalize(adata: ad.AnnData, layer: str | None = None) -> ad.AnnData:
     return out
 
 
-def highly_variable_genes(adata: ad.AnnData, n_top_genes: int = 2000) -> np.ndarray:
-    """Mask of the ``n_top_genes`` most variable genes (scanpy's ``seurat`` flavour on log data)."""
-    hvg = sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, inplace=False)
-    return hvg["highly_variable"].to_numpy()
+def highly_variable_genes(
+    adata: ad.AnnData, n_top_genes: int = 2000, batch_key: str | None = None
+) -> np.ndarray:
+    """Mask of the ``n_top_genes`` most variable genes (scanpy's ``seurat`` flavour on log data).
+
+    With ``batch_key``, genes are ranked by how many batches find them variable (scanpy's
+    batch-aware selection).
+    """
+    hvg = sc.pp.highly_variable_genes(
+        adata, n_top_genes=n_top_genes, batch_key=batch_key, inplace=False
+    )
+    if batch_key is not None:
+        hvg = hvg.reindex(adata.var_names)
+    return hvg["highly_variable"].to_numpy(dtype=bool)
 
 
 def pca_embedding(

@@ -15,6 +15,10 @@ METRIC_LABELS = {
     "accuracy": "accuracy",
     "weighted_explained_variance": "weighted explained variance",
     "mse": "MSE",
+    "pearson_flattened": "Pearson r",
+    "pearson_mean_per_protein": "Pearson r per protein",
+    "pearson_mean_per_cell": "Pearson r per cell",
+    "spearman_flattened": "Spearman rho",
     "seconds": "seconds",
 }
 

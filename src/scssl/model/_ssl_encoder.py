@@ -339,6 +339,10 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
             early_stopping,
             early_stopping_patience,
             train_size=None if datamodule is not None else train_size,
+            # The batch adversary's losses rise as batches mix; stop on the pretext alone.
+            monitor="pretext_loss_validation"
+            if self.module.batch_adversary_weight
+            else "validation_loss",
         )
         if self.module.pretext == "byol":
             callbacks = list(trainer_kwargs.pop("callbacks", None) or [])

@@ -19,8 +19,9 @@ def set_early_stopping(
     early_stopping: bool,
     patience: int,
     train_size: float | None = None,
+    monitor: str = "validation_loss",
 ) -> bool:
-    """Add early stopping on the validation loss to ``trainer_kwargs``; returns whether it is on.
+    """Add early stopping on ``monitor`` to ``trainer_kwargs``; returns whether it is on.
 
     With ``train_size >= 1`` there are no validation cells: early stopping is turned off with a
     warning (pass ``train_size=None`` when validation cells come from elsewhere).
@@ -33,7 +34,7 @@ def set_early_stopping(
         )
         return False
     if early_stopping:
-        trainer_kwargs.setdefault("early_stopping_monitor", "validation_loss")
+        trainer_kwargs.setdefault("early_stopping_monitor", monitor)
         trainer_kwargs.setdefault("early_stopping_patience", patience)
         trainer_kwargs.setdefault("check_val_every_n_epoch", 1)
     return early_stopping

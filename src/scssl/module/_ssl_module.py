@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 
 from scssl.data._normalize import TARGET_SUM, normalize_log1p
 from scssl.nn import (
+    BatchAdversary,
     GeneProgrammeMask,
     ProgrammeToTFMask,
     RandomMask,
@@ -100,6 +102,11 @@ class SSLModule(BaseModuleClass):
         The means are the buffer ``batch_means`` (set by the model from its data) and
         ``reference_mean``; the shift is applied as an offset of the first layer, so sparse
         input stays sparse.
+    batch_adversary_weight
+        With several batches and a weight above 0: a batch classifier learns to tell each
+        cell's batch from its embedding, and the encoder learns, with this weight, to leave the
+        classifier guessing uniformly (:class:`scssl.nn.BatchAdversary`). It removes batch
+        effects that differ between cell types, which centring cannot.
 
     """
 
@@ -132,6 +139,7 @@ class SSLModule(BaseModuleClass):
         projector_sizes: Sequence[int] = (256, 256, 512, 512),
         lambda_offdiag: float = 0.0051,
         batch_centering: bool = False,
+        batch_adversary_weight: float = 0.0,
     ):
         super().__init__()
         if pretext not in PRETEXTS:
@@ -165,6 +173,20 @@ class SSLModule(BaseModuleClass):
         if self.batch_centering:
             self.register_buffer("batch_means", torch.zeros(self.n_batch_covariate, n_input))
             self.register_buffer("reference_mean", torch.zeros(n_input))
+        if batch_adversary_weight < 0:
+            raise ValueError(f"batch_adversary_weight={batch_adversary_weight}; give 0 or more.")
+        if batch_adversary_weight and not self.n_batch_covariate:
+            warnings.warn(
+                f"batch_adversary_weight={batch_adversary_weight} is ignored: the data hold one "
+                "batch. Register a batch_key with several batches in setup_anndata.",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.batch_adversary_weight = (
+            float(batch_adversary_weight) if self.n_batch_covariate else 0.0
+        )
+        if self.batch_adversary_weight:
+            self.batch_adversary = BatchAdversary(n_latent, self.n_batch_covariate)
         if pretext in MASKED_PRETEXTS:
             self.decoder = mlp(
                 n_latent + self.n_batch_covariate,
@@ -386,6 +408,28 @@ class SSLModule(BaseModuleClass):
 
     # ----------------------------------------------------------------- loss
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
+        """Pretext loss, plus the batch adversary's cross-entropy when it is on."""
+        output = self._pretext_loss(tensors, inference_outputs, generative_outputs)
+        if not self.batch_adversary_weight:
+            return output
+        classifier, confusion = self.batch_adversary(
+            inference_outputs["z"], tensors[REGISTRY_KEYS.BATCH_KEY]
+        )
+        classifier, confusion = classifier.mean(), confusion.mean()
+        # The classifier's own loss trains only the classifier (detached embedding), so it is
+        # added unweighted; the weight sets how hard the encoder works to confuse it.
+        return LossOutput(
+            loss=output.loss + classifier + self.batch_adversary_weight * confusion,
+            reconstruction_loss=output.reconstruction_loss,
+            n_obs_minibatch=output.n_obs_minibatch,
+            extra_metrics={
+                "pretext_loss": output.loss.detach(),
+                "batch_classifier_loss": classifier.detach(),
+                "batch_confusion_loss": confusion.detach(),
+            },
+        )
+
+    def _pretext_loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
         """Reconstruction loss on hidden entries, or the contrastive loss of the two views."""
         if self.pretext == "byol":
             per_cell = byol_loss(

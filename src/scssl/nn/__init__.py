@@ -1,5 +1,6 @@
 """Pure torch building blocks (no AnnData): MLPs, masking, augmentations, contrastive heads."""
 
+from ._adversary import BatchAdversary
 from ._augment import AUGMENTATIONS, DropoutNoise, NegBinNoise, View
 from ._contrastive import (
     barlow_twins_loss,
@@ -15,6 +16,7 @@ from ._mlp import ACTIVATIONS, SparseInputLinear, mlp
 __all__ = [
     "ACTIVATIONS",
     "AUGMENTATIONS",
+    "BatchAdversary",
     "DropoutNoise",
     "GeneProgrammeMask",
     "NegBinNoise",

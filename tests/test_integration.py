@@ -223,3 +223,25 @@ def test_batch_adversary_needs_a_non_negative_weight_and_batches(two_batches):
     with pytest.warns(UserWarning, match="one batch"):
         model = scssl.model.SSLEncoder(one_batch, batch_adversary_weight=0.3)
     assert model.module.batch_adversary_weight == 0.0
+
+
+def test_adversarial_model_saves_loads_and_embeds_new_batches(two_batches, tmp_path):
+    scvi.settings.seed = 0
+    scssl.model.SSLEncoder.setup_anndata(two_batches, batch_key="batch")
+    model = scssl.model.SSLEncoder(
+        two_batches, n_hidden=(32,), n_latent=4, batch_centering=False, batch_adversary_weight=0.3
+    )
+    model.train(max_epochs=2, batch_size=64, early_stopping=False, train_size=1.0)
+    model.save(tmp_path / "model")
+    loaded = scssl.model.SSLEncoder.load(tmp_path / "model", adata=two_batches)
+    assert loaded.module.batch_adversary_weight == 0.3
+    np.testing.assert_allclose(
+        loaded.get_latent_representation(), model.get_latent_representation(), rtol=1e-5
+    )
+    # The encoder never reads the batch: a batch it has not seen embeds like a known one.
+    query = two_batches[:50].copy()
+    query.obs["batch"] = "new_lab"
+    scssl.tl.embed(query, loaded)
+    np.testing.assert_allclose(
+        query.obsm["X_scssl"], model.get_latent_representation(two_batches[:50]), atol=1e-5
+    )

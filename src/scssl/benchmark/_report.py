@@ -19,6 +19,7 @@ METRIC_LABELS = {
     "pearson_mean_per_protein": "Pearson r per protein",
     "pearson_mean_per_cell": "Pearson r per cell",
     "spearman_flattened": "Spearman rho",
+    "epochs": "epochs",
     "seconds": "seconds",
 }
 
@@ -26,7 +27,7 @@ METRIC_LABELS = {
 def _format(value, column: str = "") -> str:
     if value is None:
         return "-"
-    if column == "seconds":
+    if column in ("seconds", "epochs"):
         return f"{value:.0f}"
     if isinstance(value, float):
         return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
@@ -35,7 +36,8 @@ def _format(value, column: str = "") -> str:
 
 def markdown_table(result: BenchmarkResult) -> str:
     """The scores as a markdown table (one row per method, best primary score in bold)."""
-    columns = [*result.metrics, "seconds"]
+    trained = any(row.get("epochs") is not None for row in result.rows)
+    columns = [*result.metrics, *(["epochs"] if trained else []), "seconds"]
     lower_is_better = {"mse", "seconds"}
     values = [row.get(result.primary) for row in result.rows if row.get(result.primary) is not None]
     best = None

@@ -711,7 +711,8 @@ def run_benchmark(
         Print progress messages.
     **task_kwargs
         Options of the task function (e.g. ``reference_key``, ``reference_value``,
-        ``scssl_kwargs``, ``held_out``, ``n_top_genes``, ``rna_mod``, ``protein_mod``).
+        ``scssl_kwargs``, ``held_out``, ``n_top_genes``, ``scssl_epochs``, ``rna_mod``,
+        ``protein_mod``).
 
     Returns
     -------

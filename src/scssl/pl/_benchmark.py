@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-METRIC_LABELS = {
-    "total": "scib total",
-    "bio_conservation": "bio conservation",
-    "batch_correction": "batch correction",
-    "macro_f1": "macro F1",
-    "accuracy": "accuracy",
-    "weighted_explained_variance": "weighted explained variance",
-    "mse": "MSE",
-}
+from scssl.benchmark._report import METRIC_LABELS
 
 
 def benchmark_scores(result, metrics=None, ax=None, title: str | None = None):
@@ -60,7 +52,9 @@ def benchmark_scores(result, metrics=None, ax=None, title: str | None = None):
             label=row.get("name", row["method"]),
         )
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
-    ax.set_xticks(positions, [METRIC_LABELS.get(m, m) for m in metrics])
+    # Long names wrap onto two lines so that neighbouring groups' labels do not overlap.
+    labels = [METRIC_LABELS.get(m, m).replace(" per ", "\nper ") for m in metrics]
+    ax.set_xticks(positions, labels)
     ax.set_ylabel("score")
     ax.set_title(title or f"{result['task']} on {result['dataset']}")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)

@@ -745,20 +745,37 @@ def run_benchmark(
                 f"layer= applies to AnnData tasks; task {task!r} reads the counts from .X of "
                 "each modality."
             )
-        return _run(
-            task,
-            _subsample(adata, max_cells, seed),
-            dataset,
-            methods,
-            out,
-            plots,
-            verbose,
-            batch_key=batch_key,
-            label_key=label_key,
-            epochs=epochs,
-            seed=seed,
-            **task_kwargs,
-        )
+    else:
+        adata = _checked_anndata(adata, task, keys, layer)
+    adata = _subsample(adata, max_cells, seed)
+    _log(
+        f"Task {task} on {dataset}: {adata.n_obs} cells x {adata.n_vars} features; methods "
+        f"{', '.join(methods)}",
+        verbose,
+    )
+    start = time.perf_counter()
+    result = TASKS[task](
+        adata,
+        batch_key=batch_key,
+        label_key=label_key,
+        methods=methods,
+        epochs=epochs,
+        seed=seed,
+        verbose=verbose,
+        **task_kwargs,
+    )
+    result.dataset = dataset
+    result.settings["total_seconds"] = round(time.perf_counter() - start, 1)
+    if out is not None:
+        from ._report import write_report
+
+        written = write_report(result, out, plots=plots)
+        _log("Wrote " + ", ".join(str(p) for p in written), verbose)
+    return result
+
+
+def _checked_anndata(adata, task: str, keys: dict, layer: str | None) -> ad.AnnData:
+    """``adata`` with the counts of ``layer`` in ``.X``, after checking the obs keys exist."""
     if not isinstance(adata, ad.AnnData):
         raise ValueError(
             f"Task {task!r} needs an AnnData (.h5ad), got {type(adata).__name__}; for a MuData "
@@ -769,24 +786,11 @@ def run_benchmark(
             raise KeyError(
                 f"{name}={key!r} is not a column of obs (columns: {list(adata.obs.columns)})."
             )
-    if layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(f"layer={layer!r} is not in layers ({list(adata.layers)}).")
-        adata = ad.AnnData(X=adata.layers[layer], obs=adata.obs, var=adata.var)
-    return _run(
-        task,
-        _subsample(adata, max_cells, seed),
-        dataset,
-        methods,
-        out,
-        plots,
-        verbose,
-        batch_key=batch_key,
-        label_key=label_key,
-        epochs=epochs,
-        seed=seed,
-        **task_kwargs,
-    )
+    if layer is None:
+        return adata
+    if layer not in adata.layers:
+        raise KeyError(f"layer={layer!r} is not in layers ({list(adata.layers)}).")
+    return ad.AnnData(X=adata.layers[layer], obs=adata.obs, var=adata.var)
 
 
 def _read(path: Path, multimodal: bool, verbose: bool):
@@ -800,24 +804,6 @@ def _read(path: Path, multimodal: bool, verbose: bool):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return md.read_h5mu(str(path))
-
-
-def _run(task, data, dataset, methods, out, plots, verbose, **task_kwargs) -> BenchmarkResult:
-    _log(
-        f"Task {task} on {dataset}: {data.n_obs} cells x {data.n_vars} features; methods "
-        f"{', '.join(methods)}",
-        verbose,
-    )
-    start = time.perf_counter()
-    result = TASKS[task](data, methods=methods, verbose=verbose, **task_kwargs)
-    result.dataset = dataset
-    result.settings["total_seconds"] = round(time.perf_counter() - start, 1)
-    if out is not None:
-        from ._report import write_report
-
-        written = write_report(result, out, plots=plots)
-        _log("Wrote " + ", ".join(str(p) for p in written), verbose)
-    return result
 
 
 def load_results(path: str | Path) -> BenchmarkResult:

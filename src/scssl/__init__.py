@@ -1,13 +1,7 @@
 """scssl: self-supervised learning for single-cell omics, for scvi-tools and scanpy."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("scssl")
-except PackageNotFoundError:  # running from a source tree without installation
-    __version__ = "0.0.0+unknown"
-
-from . import benchmark, data, datasets, io, model, module, nn, pl, tl, train
+from . import benchmark, data, datasets, io, metrics, model, module, nn, pl, tl, train
+from ._version import __version__
 
 __all__ = [
     "__version__",
@@ -15,6 +9,7 @@ __all__ = [
     "data",
     "datasets",
     "io",
+    "metrics",
     "model",
     "module",
     "nn",

@@ -9,9 +9,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from scssl.metrics import protein_prediction_scores
+
 from ._protein_baselines import _dense, ridge_protein_prediction, totalvi_protein_prediction
 from ._tasks import BenchmarkResult, _check_methods, _log, register_task
-from .metrics import protein_prediction_scores
 
 PROTEIN_METHOD_NAMES = {
     "scssl": "scssl SSLEncoder (random mask) + SSLProteinPredictor",

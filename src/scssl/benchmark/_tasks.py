@@ -18,6 +18,8 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 
+from scssl.metrics import accuracy, macro_f1, mean_squared_error, weighted_explained_variance
+
 from ._baselines import (
     highly_variable_genes,
     log_normalize,
@@ -25,7 +27,6 @@ from ._baselines import (
     pca_embedding,
 )
 from ._knn import knn_transfer
-from .metrics import accuracy, macro_f1, mean_squared_error, weighted_explained_variance
 
 
 @dataclass

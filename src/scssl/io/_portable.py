@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from scssl._version import __version__
 from scssl.data import GeneVocabulary, align_to_vocabulary
 
 from ._safe_load import load_safetensors
@@ -45,10 +46,8 @@ def _jsonable(value):
 def _versions() -> dict:
     import scvi
 
-    import scssl
-
     return {
-        "scssl": scssl.__version__,
+        "scssl": __version__,
         "scvi-tools": scvi.__version__,
         "torch": torch.__version__.split("+")[0],
         "anndata": ad.__version__,

@@ -18,7 +18,6 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from scssl.benchmark.metrics import expected_calibration_error
 from scssl.data import (
     GeneVocabulary,
     SparseDataSplitter,
@@ -26,6 +25,7 @@ from scssl.data import (
     check_unique_var_names,
     iterate_minibatches,
 )
+from scssl.metrics import expected_calibration_error
 from scssl.module import ClassifierModule
 
 from ._expression import DEFAULT_MIN_OVERLAP

@@ -6,7 +6,7 @@ import logging
 
 from anndata import AnnData
 
-import scssl
+from scssl._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def embed(
         "model": type(model).__name__,
         "pretext": model.module.pretext,
         "n_latent": int(model.module.n_latent),
-        "scssl_version": scssl.__version__,
+        "scssl_version": __version__,
     }
     n_vocab = len(model.gene_vocabulary)
     uns["alignment"] = (

@@ -10,7 +10,7 @@ import mudata
 import pandas as pd
 from mudata import MuData
 
-import scssl
+from scssl._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def predict_protein(
             "proteins": list(model.protein_names),
             "values": "log1p protein counts",
             "transform_batch": transform_batch,
-            "scssl_version": scssl.__version__,
+            "scssl_version": __version__,
         },
         "alignment": report.as_dict()
         if report is not None

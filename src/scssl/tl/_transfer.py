@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from anndata import AnnData
 
-import scssl
+from scssl._version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def transfer_labels(
         "min_confidence": min_confidence,
         "model": None if model is None else type(model).__name__,
         "use_rep": use_rep,
-        "scssl_version": scssl.__version__,
+        "scssl_version": __version__,
     }
 
     if method == "classifier":

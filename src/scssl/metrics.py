@@ -1,0 +1,233 @@
+"""Scores of scssl's tasks: label transfer, calibration, reconstruction, protein prediction.
+
+Protein prediction (RNA -> protein) is scored on ``log1p`` protein counts as in the study:
+Pearson's r over all entries (flattened), per protein and per cell, Spearman's rho, and the mean
+squared error. There ``y_true`` and ``y_pred`` are cells x proteins (arrays or DataFrames;
+DataFrames are matched by cell and protein names).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import sparse, stats
+from sklearn.metrics import accuracy_score, f1_score
+
+
+def macro_f1(y_true, y_pred) -> float:
+    """Unweighted mean of the per-class F1 over the classes present in ``y_true``."""
+    y_true = np.asarray(y_true).astype(str)
+    y_pred = np.asarray(y_pred).astype(str)
+    return float(f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro"))
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Share of cells whose prediction equals the truth."""
+    return float(accuracy_score(np.asarray(y_true).astype(str), np.asarray(y_pred).astype(str)))
+
+
+def _dense(values) -> np.ndarray:
+    values = values.toarray() if sparse.issparse(values) else np.asarray(values)
+    return values.astype(np.float64, copy=False)
+
+
+def weighted_explained_variance(y_true, y_pred) -> float:
+    """Explained variance over genes, weighted by each gene's variance.
+
+    ``1 - sum_g Var(y_true_g - y_pred_g) / sum_g Var(y_true_g)``: torchmetrics'
+    ``ExplainedVariance(multioutput="variance_weighted")``, the study's reconstruction metric
+    (on log1p-normalised expression). 1 is perfect; 0 is no better than each gene's mean.
+    """
+    y_true, y_pred = _dense(y_true), _dense(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"Shapes differ: y_true {y_true.shape}, y_pred {y_pred.shape}.")
+    total = y_true.var(axis=0).sum()
+    if total == 0:
+        raise ValueError("y_true has no variance; explained variance is undefined.")
+    return float(1.0 - (y_true - y_pred).var(axis=0).sum() / total)
+
+
+def mean_squared_error(y_true, y_pred) -> float:
+    """Mean over all entries of the squared difference."""
+    y_true, y_pred = _dense(y_true), _dense(y_pred)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"Shapes differ: y_true {y_true.shape}, y_pred {y_pred.shape}.")
+    return float(np.mean((y_true - y_pred) ** 2))
+
+
+# ---------------------------------------------------------------- protein prediction
+def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(y_true, pd.DataFrame) and isinstance(y_pred, pd.DataFrame):
+        missing = y_true.columns.difference(y_pred.columns)
+        if len(missing):
+            raise ValueError(f"y_pred lacks the columns {list(missing[:5])} of y_true.")
+        if not y_true.index.equals(y_pred.index):
+            if y_true.index.difference(y_pred.index).size:
+                raise ValueError("y_true and y_pred hold different cells (index).")
+            y_pred = y_pred.loc[y_true.index]
+        y_pred = y_pred[y_true.columns]
+    true = np.asarray(y_true, dtype=np.float64)
+    pred = np.asarray(y_pred, dtype=np.float64)
+    true = true[:, None] if true.ndim == 1 else true
+    pred = pred[:, None] if pred.ndim == 1 else pred
+    if true.shape != pred.shape:
+        raise ValueError(f"y_true has shape {true.shape} but y_pred {pred.shape}.")
+    if not (np.isfinite(true).all() and np.isfinite(pred).all()):
+        raise ValueError("y_true and y_pred must be finite (no NaN or infinite values).")
+    return true, pred
+
+
+def _rowwise_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson's r of each row of ``a`` with the same row of ``b`` (NaN for constant rows)."""
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    denominator = np.sqrt((a**2).sum(axis=1) * (b**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = (a * b).sum(axis=1) / denominator
+    return np.where(denominator > 0, r, np.nan)
+
+
+def _nanmean(values: np.ndarray, what: str) -> float:
+    n_nan = int(np.isnan(values).sum())
+    if n_nan == len(values):
+        return float("nan")
+    if n_nan:
+        warnings.warn(
+            f"{n_nan} of {len(values)} {what} are constant in y_true or y_pred; their "
+            "correlation is undefined and left out of the mean.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return float(np.nanmean(values))
+
+
+def pearson_flattened(y_true, y_pred) -> float:
+    """Pearson's r over all (cell, protein) entries at once.
+
+    Includes the differences between proteins' overall levels, so it is higher than the
+    per-protein mean; the study reports this number.
+    """
+    true, pred = _pair(y_true, y_pred)
+    return float(_rowwise_pearson(true.reshape(1, -1), pred.reshape(1, -1))[0])
+
+
+def pearson_per_protein(y_true, y_pred) -> np.ndarray:
+    """Pearson's r across cells for each protein (column); NaN where a column is constant."""
+    true, pred = _pair(y_true, y_pred)
+    return _rowwise_pearson(true.T, pred.T)
+
+
+def pearson_per_cell(y_true, y_pred) -> np.ndarray:
+    """Pearson's r across proteins for each cell (row); NaN where a row is constant."""
+    true, pred = _pair(y_true, y_pred)
+    return _rowwise_pearson(true, pred)
+
+
+def spearman_flattened(y_true, y_pred) -> float:
+    """Spearman's rank correlation over all entries at once."""
+    true, pred = _pair(y_true, y_pred)
+    return float(stats.spearmanr(true.ravel(), pred.ravel()).statistic)
+
+
+def spearman_per_protein(y_true, y_pred) -> np.ndarray:
+    """Spearman's rank correlation across cells for each protein (column)."""
+    true, pred = _pair(y_true, y_pred)
+    true_ranks = stats.rankdata(true, axis=0)
+    pred_ranks = stats.rankdata(pred, axis=0)
+    return _rowwise_pearson(true_ranks.T, pred_ranks.T)
+
+
+def protein_prediction_scores(y_true, y_pred, feature_names=None) -> dict:
+    """All protein-prediction scores in one dictionary (plain floats, JSON-ready).
+
+    Parameters
+    ----------
+    y_true, y_pred
+        Cells x proteins, ``log1p`` counts.
+    feature_names
+        Protein names for ``per_protein``; taken from ``y_true``'s columns when it is a DataFrame.
+
+    Returns
+    -------
+    ``pearson_flattened``, ``pearson_mean_per_protein``, ``pearson_mean_per_cell``,
+    ``spearman_flattened``, ``spearman_mean_per_protein``, ``mse`` (mean squared error) and
+    ``per_protein``
+    (``{protein: {"pearson": r, "spearman": rho, "mse": e}}``).
+
+    """
+    if feature_names is None and isinstance(y_true, pd.DataFrame):
+        feature_names = list(map(str, y_true.columns))
+    true, pred = _pair(y_true, y_pred)
+    if feature_names is None:
+        feature_names = [str(i) for i in range(true.shape[1])]
+    per_protein = pearson_per_protein(true, pred)
+    per_protein_rho = spearman_per_protein(true, pred)
+    per_protein_mse = np.mean((true - pred) ** 2, axis=0)
+    return {
+        "pearson_flattened": pearson_flattened(true, pred),
+        "pearson_mean_per_protein": _nanmean(per_protein, "proteins"),
+        "pearson_mean_per_cell": _nanmean(pearson_per_cell(true, pred), "cells"),
+        "spearman_flattened": spearman_flattened(true, pred),
+        "spearman_mean_per_protein": _nanmean(per_protein_rho, "proteins"),
+        "mse": mean_squared_error(true, pred),
+        "per_protein": {
+            name: {"pearson": float(r), "spearman": float(rho), "mse": float(e)}
+            for name, r, rho, e in zip(
+                feature_names, per_protein, per_protein_rho, per_protein_mse, strict=True
+            )
+        },
+    }
+
+
+def per_class_f1(y_true, y_pred) -> dict[str, float]:
+    """F1 of each class present in ``y_true``, sorted by class name."""
+    y_true = np.asarray(y_true).astype(str)
+    y_pred = np.asarray(y_pred).astype(str)
+    classes = np.unique(y_true)
+    scores = f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0.0)
+    return {str(c): float(s) for c, s in zip(classes, scores, strict=True)}
+
+
+def expected_calibration_error(y_true, y_pred, confidence, n_bins: int = 15) -> float:
+    """Expected calibration error of the predicted class's probability (Guo et al. 2017).
+
+    Cells are binned by ``confidence`` into ``n_bins`` equal-width bins on [0, 1]; the ECE is
+    the cell-weighted mean over bins of ``|accuracy - mean confidence|``. 0 is perfectly
+    calibrated.
+    """
+    y_true = np.asarray(y_true).astype(str)
+    y_pred = np.asarray(y_pred).astype(str)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if not (len(y_true) == len(y_pred) == len(confidence)):
+        raise ValueError(
+            f"y_true, y_pred and confidence differ in length: {len(y_true)}, {len(y_pred)}, "
+            f"{len(confidence)}."
+        )
+    if len(y_true) == 0:
+        return float("nan")
+    correct = (y_true == y_pred).astype(np.float64)
+    bins = np.clip((confidence * n_bins).astype(int), 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        in_bin = bins == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+__all__ = [
+    "accuracy",
+    "expected_calibration_error",
+    "macro_f1",
+    "mean_squared_error",
+    "pearson_flattened",
+    "pearson_per_cell",
+    "pearson_per_protein",
+    "per_class_f1",
+    "protein_prediction_scores",
+    "spearman_flattened",
+    "spearman_per_protein",
+    "weighted_explained_variance",
+]

@@ -13,8 +13,14 @@ from ._sampler import BlockShuffleSampler
 from ._shards import ShardedAnnData, read_shards
 from ._soma import SOMADataModule, census_datamodule
 from ._splitter import SparseDataSplitter
-from ._validation import check_expression_matrix, check_unique_var_names
+from ._validation import (
+    check_expression,
+    check_expression_matrix,
+    check_unique_var_names,
+    expression_matrix,
+)
 from ._vocabulary import (
+    DEFAULT_MIN_OVERLAP,
     AlignmentReport,
     GeneVocabulary,
     align_to_vocabulary,
@@ -22,6 +28,7 @@ from ._vocabulary import (
 )
 
 __all__ = [
+    "DEFAULT_MIN_OVERLAP",
     "TARGET_SUM",
     "AlignmentReport",
     "BlockShuffleSampler",
@@ -32,10 +39,12 @@ __all__ = [
     "SparseDataSplitter",
     "align_to_vocabulary",
     "census_datamodule",
+    "check_expression",
     "check_expression_matrix",
     "check_unique_var_names",
     "encode_gene_sets",
     "encode_tf_programmes",
+    "expression_matrix",
     "iterate_minibatches",
     "load_gene_sets",
     "normalize_log1p",

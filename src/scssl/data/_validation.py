@@ -130,3 +130,23 @@ def check_unique_var_names(var_names, where: str = "adata.var_names") -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def expression_matrix(adata, layer: str | None, where: str = "adata"):
+    """``adata.X`` or ``adata.layers[layer]``, with a clear error for a missing layer."""
+    if layer is None:
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"layer={layer!r} is not in {where}.layers (available: {list(adata.layers)}). Pass "
+            f"the layer that holds the raw counts, or layer=None for {where}.X."
+        )
+    return adata.layers[layer]
+
+
+def check_expression(adata, layer: str | None, log_normalized: bool) -> None:
+    """Validate the matrix a model will read from ``adata`` (counts, or log-normalised values)."""
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    check_expression_matrix(
+        expression_matrix(adata, layer), log_normalized=log_normalized, where=where
+    )

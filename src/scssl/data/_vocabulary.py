@@ -14,6 +14,9 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
+#: Smallest share of a model's genes that data must have to be aligned to it.
+DEFAULT_MIN_OVERLAP = 0.5
+
 SYMBOL_COLUMNS = ("feature_name", "gene_symbols", "gene_symbol", "gene_name", "symbol", "symbols")
 
 
@@ -211,7 +214,7 @@ def align_to_vocabulary(
     vocabulary: GeneVocabulary,
     *,
     layer: str | None = None,
-    min_overlap: float = 0.5,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
 ) -> tuple[ad.AnnData, AlignmentReport]:
     """A new AnnData whose genes are ``vocabulary`` in its order.
 

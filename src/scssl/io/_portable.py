@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from scssl._version import __version__
-from scssl.data import GeneVocabulary, align_to_vocabulary
+from scssl.data import DEFAULT_MIN_OVERLAP, GeneVocabulary, align_to_vocabulary
 
 from ._safe_load import load_safetensors
 from ._ssl_in_scg import placeholder_anndata
@@ -145,7 +145,7 @@ def read_model_card(dir_path: str | Path) -> dict:
 def import_safetensors(
     dir_path: str | Path,
     adata: ad.AnnData | None = None,
-    min_overlap: float = 0.5,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
 ):
     """Rebuild a model exported with :func:`export_safetensors`.
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from scssl.data import GeneVocabulary, align_to_vocabulary
+from scssl.data import DEFAULT_MIN_OVERLAP, GeneVocabulary, align_to_vocabulary
 
 from ._genes import read_gene_list
 from ._safe_load import load_torch_weights
@@ -500,7 +500,7 @@ def encoder_from_ssl_in_scg(
     genes,
     adata: ad.AnnData | None = None,
     kind: str = "auto",
-    min_overlap: float = 0.5,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
     layer: str | None = None,
 ):
     """Build ``cls`` (an :class:`~scssl.model.SSLEncoder`) from a published checkpoint.
@@ -648,7 +648,13 @@ def read_ssl_in_scg_classifier(checkpoint, genes, labels=None) -> SslInScgClassi
 
 
 def classifier_from_ssl_in_scg(
-    cls, checkpoint, genes, adata: ad.AnnData, labels=None, min_overlap: float = 0.5, layer=None
+    cls,
+    checkpoint,
+    genes,
+    adata: ad.AnnData,
+    labels=None,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
+    layer=None,
 ):
     """Build ``cls`` (an :class:`~scssl.model.SSLClassifier`) from a fine-tuned checkpoint.
 

@@ -19,18 +19,18 @@ from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, L
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.data import (
+    DEFAULT_MIN_OVERLAP,
     GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
     check_unique_var_names,
     iterate_minibatches,
 )
+from scssl.data import check_expression as _check_expression
+from scssl.data import expression_matrix as _expression_matrix
 from scssl.metrics import expected_calibration_error
 from scssl.module import ClassifierModule
 
-from ._expression import DEFAULT_MIN_OVERLAP
-from ._expression import check_expression as _check_expression
-from ._expression import expression_matrix as _expression_matrix
 from ._ssl_encoder import DEFAULT_INFERENCE_BATCH_SIZE, _adamw
 from ._training import custom_optimizer_plan, set_early_stopping, training_mode
 from ._vocabulary_mixin import GeneVocabularyMixin

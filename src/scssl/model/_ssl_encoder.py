@@ -18,6 +18,7 @@ from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.data import (
+    DEFAULT_MIN_OVERLAP,
     EncodedGeneSets,
     GeneVocabulary,
     SparseDataSplitter,
@@ -29,14 +30,13 @@ from scssl.data import (
     load_gene_sets,
     read_shards,
 )
+from scssl.data import check_expression as _check_expression
+from scssl.data import expression_matrix as _expression_matrix
 from scssl.module import SSLModule
 from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
 from scssl.nn._sparse import to_dense
 from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
 
-from ._expression import DEFAULT_MIN_OVERLAP
-from ._expression import check_expression as _check_expression
-from ._expression import expression_matrix as _expression_matrix
 from ._training import custom_optimizer_plan, set_early_stopping, training_mode
 from ._vocabulary_mixin import GeneVocabularyMixin
 

@@ -18,6 +18,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from torch import nn
 
 from scssl.data import (
+    DEFAULT_MIN_OVERLAP,
     AlignmentReport,
     GeneVocabulary,
     SparseDataSplitter,
@@ -29,7 +30,6 @@ from scssl.data import (
 from scssl.module import SSLProteinModule
 from scssl.nn import ACTIVATIONS
 
-from ._expression import DEFAULT_MIN_OVERLAP
 from ._ssl_encoder import DEFAULT_INFERENCE_BATCH_SIZE, _adamw
 from ._training import custom_optimizer_plan, set_early_stopping, training_mode
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from anndata import AnnData
 
-from scssl.data import AlignmentReport, GeneVocabulary, align_to_vocabulary
-
-from ._expression import DEFAULT_MIN_OVERLAP, check_expression
+from scssl.data import (
+    DEFAULT_MIN_OVERLAP,
+    AlignmentReport,
+    GeneVocabulary,
+    align_to_vocabulary,
+    check_expression,
+)
 
 
 class GeneVocabularyMixin:

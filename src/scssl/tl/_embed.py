@@ -7,6 +7,7 @@ import logging
 from anndata import AnnData
 
 from scssl._version import __version__
+from scssl.data import DEFAULT_MIN_OVERLAP
 
 logger = logging.getLogger(__name__)
 
@@ -16,7 +17,7 @@ def embed(
     model,
     key_added: str = "X_scssl",
     batch_size: int | None = None,
-    min_overlap: float = 0.5,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
     copy: bool = False,
 ) -> AnnData | None:
     """Embed cells with a pretrained scssl model.

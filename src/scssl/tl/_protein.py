@@ -11,6 +11,7 @@ import pandas as pd
 from mudata import MuData
 
 from scssl._version import __version__
+from scssl.data import DEFAULT_MIN_OVERLAP
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +22,7 @@ def predict_protein(
     key_added: str = "prot_pred",
     batch_size: int | None = None,
     transform_batch: str | None = None,
-    min_overlap: float = 0.5,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
     copy: bool = False,
 ) -> MuData | ad.AnnData | None:
     """Predict surface proteins from RNA with a trained :class:`~scssl.model.SSLProteinPredictor`.

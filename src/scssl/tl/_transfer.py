@@ -10,6 +10,7 @@ import pandas as pd
 from anndata import AnnData
 
 from scssl._version import __version__
+from scssl.data import DEFAULT_MIN_OVERLAP
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def transfer_labels(
     key_added: str | None = None,
     min_confidence: float | None = None,
     exact_max_cells: int = EXACT_SEARCH_MAX_CELLS,
-    min_overlap: float = 0.5,
+    min_overlap: float = DEFAULT_MIN_OVERLAP,
     copy: bool = False,
 ) -> AnnData | None:
     """Annotate query cells from a labelled reference, with a confidence per cell.

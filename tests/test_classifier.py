@@ -187,7 +187,7 @@ def test_calibration_lowers_ece_on_held_out_cells(small_encoder):
         train_size=0.6,
         validation_size=0.1,
         lr=3e-3,
-        init={"head_dropout": 0.0, "dropout_rate": 0.0},
+        init={"head_dropout_rate": 0.0, "dropout_rate": 0.0},
     )
     assert clf.calibration_["temperature"] > 1.0
     held_out = make_cells(800, seed=17, label_noise=0.3)

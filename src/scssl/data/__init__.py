@@ -24,7 +24,9 @@ from ._vocabulary import (
     AlignmentReport,
     GeneVocabulary,
     align_to_vocabulary,
+    placeholder_anndata,
     reindex_columns,
+    warn_ambiguous_symbols,
 )
 
 __all__ = [
@@ -48,8 +50,10 @@ __all__ = [
     "iterate_minibatches",
     "load_gene_sets",
     "normalize_log1p",
+    "placeholder_anndata",
     "read_gmt",
     "read_shards",
     "reindex_columns",
     "to_torch",
+    "warn_ambiguous_symbols",
 ]

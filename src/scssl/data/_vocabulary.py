@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ._validation import expression_matrix
+
 logger = logging.getLogger(__name__)
 
 ENSEMBL_PATTERN = re.compile(r"^ENS[A-Z]*G\d{11}(\.\d+)?$")
@@ -219,7 +221,8 @@ def align_to_vocabulary(
     """A new AnnData whose genes are ``vocabulary`` in its order.
 
     Genes of the vocabulary absent from ``adata`` are zero-filled, genes of ``adata`` outside the
-    vocabulary are dropped. ``adata`` itself is not modified.
+    vocabulary are dropped. ``adata`` itself is not modified; when its genes already are the
+    vocabulary, the new AnnData shares its expression matrix instead of copying it.
 
     Parameters
     ----------
@@ -248,8 +251,11 @@ def align_to_vocabulary(
             "('feature_name', 'gene_symbols'), or lower min_overlap if you accept the loss."
         )
     logger.info("Gene alignment: %s", report)
-    matrix = adata.X if layer is None else adata.layers[layer]
-    aligned_matrix = reindex_columns(matrix, index)
+    matrix = expression_matrix(adata, layer)
+    if adata.n_vars == len(index) and np.array_equal(index, np.arange(len(index))):
+        aligned_matrix = matrix  # same genes in the same order: share the matrix, never copy
+    else:
+        aligned_matrix = reindex_columns(matrix, index)
     var = pd.DataFrame(index=pd.Index(vocabulary.symbols, name=None))
     if vocabulary.ensembl_ids is not None:
         var["ensembl_id"] = vocabulary.ensembl_ids
@@ -258,3 +264,53 @@ def align_to_vocabulary(
         aligned.layers[layer] = aligned.X
     aligned.obsm.update({k: v for k, v in adata.obsm.items()})
     return aligned, report
+
+
+def placeholder_anndata(
+    vocabulary: GeneVocabulary,
+    *,
+    layer: str | None = None,
+    batch_key: str | None = None,
+    batch_categories=None,
+) -> ad.AnnData:
+    """A stand-in for a model set up without user data: one count per vocabulary gene.
+
+    One cell, or one cell per batch of ``batch_categories`` (in ``obs[batch_key]``, with those
+    categories in that order); the counts also in ``layers[layer]`` when a layer is named.
+    """
+    symbols = pd.Index(vocabulary.symbols)
+    if vocabulary.ensembl_ids is not None and pd.Index(vocabulary.ensembl_ids).is_unique:
+        var = pd.DataFrame({"feature_name": vocabulary.symbols}, index=vocabulary.ensembl_ids)
+    else:
+        var = pd.DataFrame({"feature_name": vocabulary.symbols}, index=symbols)
+        if not symbols.is_unique:
+            var.index = ad.utils.make_index_unique(symbols)
+    batches = [str(b) for b in batch_categories] if batch_key is not None else ["placeholder"]
+    adata = ad.AnnData(
+        X=np.ones((len(batches), len(vocabulary)), dtype=np.float32),
+        obs=pd.DataFrame(index=[f"placeholder-{i}" for i in range(len(batches))]),
+        var=var,
+    )
+    if layer is not None:
+        adata.layers[layer] = adata.X.copy()
+    if batch_key is not None:
+        adata.obs[batch_key] = pd.Categorical(batches, categories=batches)
+    adata.uns["scssl_placeholder"] = True
+    return adata
+
+
+def warn_ambiguous_symbols(vocabulary: GeneVocabulary, adata: ad.AnnData) -> None:
+    """Symbols shared by several checkpoint genes are ambiguous when matching by symbol."""
+    by_ensembl = find_ensembl_ids(adata.var, adata.var_names) is not None
+    if vocabulary.ensembl_ids is not None and by_ensembl:
+        return
+    upper = pd.Index([s.upper() for s in vocabulary.symbols])
+    duplicated = upper[upper.duplicated()].unique()
+    if len(duplicated):
+        logger.warning(
+            "%d symbols name several genes of the checkpoint (e.g. %s); matching by symbol feeds "
+            "each such gene of your data into all of them. Put Ensembl IDs in adata.var_names or "
+            "a var column for an exact match.",
+            len(duplicated),
+            ", ".join(duplicated[:5]),
+        )

@@ -1,10 +1,23 @@
 """Published checkpoints (ssl_in_scg) and portable model files.
 
 Everything here loads weights without running code from the files: ``torch.load`` with
-``weights_only=True`` or safetensors.
+``weights_only=True`` or safetensors. The readers live in :mod:`scssl.checkpoints` (below the
+models, which build themselves from them) and are re-exported here.
 """
 
-from ._genes import read_gene_list
+from scssl.checkpoints import (
+    KINDS,
+    SslInScgCheckpoint,
+    SslInScgClassifier,
+    UnsafeCheckpointError,
+    detect_kind,
+    load_safetensors,
+    load_torch_weights,
+    read_gene_list,
+    read_ssl_in_scg,
+    read_ssl_in_scg_classifier,
+)
+
 from ._portable import (
     export_safetensors,
     import_safetensors,
@@ -12,26 +25,13 @@ from ._portable import (
     read_model_card,
     save_scvi_hub,
 )
-from ._safe_load import UnsafeCheckpointError, load_safetensors, load_torch_weights
-from ._ssl_in_scg import (
-    KINDS,
-    SslInScgCheckpoint,
-    SslInScgClassifier,
-    classifier_from_ssl_in_scg,
-    detect_kind,
-    encoder_from_ssl_in_scg,
-    read_ssl_in_scg,
-    read_ssl_in_scg_classifier,
-)
 
 __all__ = [
     "KINDS",
     "SslInScgCheckpoint",
     "SslInScgClassifier",
     "UnsafeCheckpointError",
-    "classifier_from_ssl_in_scg",
     "detect_kind",
-    "encoder_from_ssl_in_scg",
     "export_safetensors",
     "import_safetensors",
     "load_safetensors",

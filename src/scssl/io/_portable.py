@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 import torch
 
 from scssl._version import __version__
-from scssl.data import DEFAULT_MIN_OVERLAP, GeneVocabulary, align_to_vocabulary
-
-from ._safe_load import load_safetensors
-from ._ssl_in_scg import placeholder_anndata
+from scssl.checkpoints import load_safetensors
+from scssl.data import DEFAULT_MIN_OVERLAP
+from scssl.model import SSLClassifier, SSLEncoder, SSLProteinPredictor
 
 logger = logging.getLogger(__name__)
 
+MODEL_CLASSES = {cls.__name__: cls for cls in (SSLEncoder, SSLClassifier, SSLProteinPredictor)}
+#: Model attributes a card carries besides the constructor's parameters.
+CARD_ATTRIBUTES = ("class_names_", "protein_names_", "calibration_", "query_batches_")
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "model_card.json"
 FORMAT = "scssl-safetensors"
@@ -62,10 +62,7 @@ def model_card(model) -> dict:
     """
     from scvi import REGISTRY_KEYS
 
-    init = model.init_params_
-    # as scvi-tools' load: **kwargs of the constructor are stored as {name: {key: value}}
-    var_kwargs = {k: v for group in init.get("kwargs", {}).values() for k, v in group.items()}
-    kwargs = {**init.get("non_kwargs", {}), **var_kwargs}
+    kwargs = model.init_params
     setup_args = dict(model.registry_["setup_args"])
     batch_state = model.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
     batch_key = setup_args.get("batch_key")
@@ -95,6 +92,9 @@ def model_card(model) -> dict:
             ),
         },
         "pretrained_from": _jsonable(getattr(model, "pretrained_from_", None)),
+        "attributes": _jsonable(
+            {k: getattr(model, k) for k in CARD_ATTRIBUTES if getattr(model, k, None) is not None}
+        ),
         "versions": _versions(),
     }
 
@@ -163,60 +163,30 @@ def import_safetensors(
     """
     dir_path = Path(dir_path)
     card = read_model_card(dir_path)
-    module = importlib.import_module(card.get("model_module", "scssl.model"))
-    cls = getattr(module, card["model_class"])
-    vocabulary = GeneVocabulary.from_dict(card["gene_vocabulary"])
-    setup_args = dict(card["setup_args"])
-    layer = setup_args.get("layer")
-    batch_key = setup_args.get("batch_key")
-    categories = card.get("batch_categories")
-    if adata is None:
-        setup_adata = placeholder_anndata(vocabulary)
-        if layer is not None:
-            setup_adata.layers[layer] = setup_adata.X.copy()
-        if batch_key is not None:
-            n = len(categories)
-            setup_adata = ad.concat([setup_adata] * n, index_unique="-")
-            setup_adata.uns["scssl_placeholder"] = True
-            setup_adata.obs[batch_key] = pd.Categorical(categories, categories=categories)
-    else:
-        setup_adata, report = align_to_vocabulary(
-            adata, vocabulary, layer=layer, min_overlap=min_overlap
-        )
-        logger.info("import_safetensors: %s", report)
-        setup_adata.uns["scssl_alignment"] = report.as_dict()
-        if batch_key is not None:
-            if batch_key not in setup_adata.obs:
-                raise KeyError(
-                    f"The model was set up with batch_key={batch_key!r}, which is not a column "
-                    "of adata.obs."
-                )
-            values = setup_adata.obs[batch_key].astype(str)
-            unknown = sorted(set(values) - set(categories))
-            if unknown:
-                raise ValueError(
-                    f"adata.obs[{batch_key!r}] has batches the model was not trained on: "
-                    f"{unknown[:5]}. Known batches: {categories}."
-                )
-            setup_adata.obs[batch_key] = pd.Categorical(values, categories=categories)
-    cls.setup_anndata(setup_adata, **setup_args)
-    model = cls(setup_adata, **card["init_params"])
-    state = load_safetensors(dir_path / WEIGHTS_FILE)
-    expected = model.module.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
+    cls = MODEL_CLASSES.get(card["model_class"])
+    if cls is None:
         raise ValueError(
-            f"{dir_path / WEIGHTS_FILE} does not fit the model of its card: missing "
-            f"{missing[:5]}, unexpected {unexpected[:5]}."
+            f"{dir_path / CARD_FILE} names the model class {card['model_class']!r}, which "
+            f"scssl does not have (it has {list(MODEL_CLASSES)})."
         )
-    model.module.load_state_dict(state, strict=True)
-    model.gene_vocabulary_ = vocabulary.to_dict()
+    weights = dir_path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} does not exist; the export is incomplete.")
+    attributes = dict(card.get("attributes") or {})
     if card.get("pretrained_from") is not None:
-        model.pretrained_from_ = card["pretrained_from"]
-    model.is_trained_ = bool(card["training_data"]["is_trained"])
-    model.module.eval()
-    return model
+        attributes["pretrained_from_"] = card["pretrained_from"]
+    attributes["is_trained_"] = bool(card["training_data"]["is_trained"])
+    return cls.from_state_dict(
+        load_safetensors(weights),
+        card["gene_vocabulary"],
+        adata,
+        init_params=card["init_params"],
+        setup_args=card["setup_args"],
+        batch_categories=card.get("batch_categories"),
+        attributes=attributes,
+        min_overlap=min_overlap,
+        source=str(weights),
+    )
 
 
 def save_scvi_hub(

@@ -5,61 +5,55 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
+from scssl.checkpoints import read_ssl_in_scg_classifier
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
     GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
+    check_expression,
     check_unique_var_names,
-    iterate_minibatches,
+    warn_ambiguous_symbols,
 )
-from scssl.data import check_expression as _check_expression
-from scssl.data import expression_matrix as _expression_matrix
-from scssl.metrics import expected_calibration_error
 from scssl.module import ClassifierModule
+from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 
-from ._ssl_encoder import DEFAULT_INFERENCE_BATCH_SIZE, _adamw
-from ._training import custom_optimizer_plan, set_early_stopping, training_mode
-from ._vocabulary_mixin import GeneVocabularyMixin
+from ._calibration import ece_before_after, fit_temperature
+from ._from_encoder import checked_encoder, copy_encoder
+from ._published import provenance
+from .base import (
+    GeneVocabularyMixin,
+    InferenceMixin,
+    MinibatchStep,
+    ModelFilesMixin,
+    adamw_plan,
+    set_early_stopping,
+    training_mode,
+)
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_UNLABELED = "Unknown"
 
 
-def _fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 200) -> float:
-    """Temperature minimising the negative log-likelihood of ``labels`` (Guo et al. 2017)."""
-    log_t = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure():
-        optimizer.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return float(log_t.detach().clamp(-4.0, 4.0).exp())
-
-
-def _trainable_adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    return _adamw([p for p in params if p.requires_grad], lr=lr, weight_decay=weight_decay)
-
-
-class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class SSLClassifier(
+    ModelFilesMixin,
+    InferenceMixin,
+    GeneVocabularyMixin,
+    UnsupervisedTrainingMixin,
+    BaseModelClass,
+):
     """Cell-type classifier: the SSL encoder with a linear head, fine-tuned on labelled cells.
 
     Build it from a pretrained :class:`scssl.model.SSLEncoder` with :meth:`from_encoder` (or from
@@ -74,7 +68,7 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
         AnnData registered with :meth:`setup_anndata`; its genes become the gene vocabulary.
     n_latent, n_hidden, dropout_rate, activation
         Encoder architecture (as :class:`scssl.model.SSLEncoder`).
-    head_dropout
+    head_dropout_rate
         Dropout before the classification layer.
     class_balance
         Weight each class by its inverse frequency in the cross-entropy, so rare cell types count
@@ -101,10 +95,10 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
     def __init__(
         self,
         adata: AnnData,
-        n_latent: int = 64,
-        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        n_latent: int = DEFAULT_N_LATENT,
+        n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
         dropout_rate: float = 0.1,
-        head_dropout: float = 0.1,
+        head_dropout_rate: float = 0.1,
         activation: str = "selu",
         class_balance: bool = True,
         freeze_encoder: bool = False,
@@ -143,7 +137,7 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
             n_latent=n_latent,
             n_hidden=tuple(n_hidden),
             dropout_rate=dropout_rate,
-            head_dropout=head_dropout,
+            head_dropout_rate=head_dropout_rate,
             activation=activation,
             log_normalized=setup_args["log_normalized"],
             class_weights=weights,
@@ -228,7 +222,7 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
 
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        _check_expression(adata, layer, log_normalized)
+        check_expression(adata, layer, log_normalized)
         check_unique_var_names(adata.var_names)
         if "source_registry" in kwargs and labels_key is not None and labels_key not in adata.obs:
             # Loading a saved classifier onto cells without labels: all of them are unlabeled.
@@ -293,11 +287,40 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
             Layer of ``adata`` with the counts; ``None`` for ``adata.X``.
 
         """
-        from scssl.io import classifier_from_ssl_in_scg
-
-        return classifier_from_ssl_in_scg(
-            cls, checkpoint, genes, adata, labels=labels, min_overlap=min_overlap, layer=layer
+        parsed = read_ssl_in_scg_classifier(checkpoint, genes, labels=labels)
+        warn_ambiguous_symbols(parsed.gene_vocabulary, adata)
+        data, report = align_to_vocabulary(
+            adata, parsed.gene_vocabulary, layer=layer, min_overlap=min_overlap
         )
+        logger.info("from_ssl_in_scg: %s", report)
+        data.uns["scssl_alignment"] = report.as_dict()
+        # The published classifier comes without labelled cells: every cell is unlabeled.
+        unlabeled, labels_key = "__unlabeled__", "_ssl_in_scg_label"
+        data.obs[labels_key] = pd.Categorical(
+            [unlabeled] * data.n_obs, categories=[*parsed.labels, unlabeled]
+        )
+        ckpt = parsed.checkpoint
+        model = cls.from_state_dict(
+            parsed.state_dict,
+            parsed.gene_vocabulary,
+            data,
+            init_params={
+                **ckpt.architecture,
+                "head_dropout_rate": ckpt.dropout_rate,
+                "class_names": parsed.labels,
+            },
+            setup_args={
+                "labels_key": labels_key,
+                "unlabeled_category": unlabeled,
+                "layer": layer,
+                "batch_key": None,
+                "log_normalized": False,
+            },
+            strict=False,
+            source=ckpt.path,
+        )
+        model.pretrained_from_ = provenance(ckpt, model, list(parsed.state_dict), ckpt.unmapped)
+        return model
 
     @classmethod
     def from_encoder(
@@ -307,7 +330,7 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
         labels_key: str,
         freeze_encoder: bool = False,
         unlabeled_category: str = DEFAULT_UNLABELED,
-        head_dropout: float = 0.1,
+        head_dropout_rate: float = 0.1,
         dropout_rate: float | None = None,
         class_balance: bool = True,
         min_overlap: float = DEFAULT_MIN_OVERLAP,
@@ -330,7 +353,7 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
             Train only the head (a linear probe) instead of fine-tuning the whole network.
         unlabeled_category
             Label value of cells without a label.
-        head_dropout
+        head_dropout_rate
             Dropout before the classification layer.
         dropout_rate
             Dropout of the encoder during fine-tuning; ``None`` keeps the encoder's.
@@ -340,18 +363,13 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
             Smallest share of the encoder's genes that must be found in ``adata``.
 
         """
-        if not hasattr(encoder, "module") or not hasattr(encoder.module, "encoder"):
-            raise TypeError(
-                f"encoder must be a scssl SSLEncoder (a model with module.encoder), got "
-                f"{type(encoder).__name__}."
-            )
-        encoder._check_if_trained(warn=True)
+        architecture = checked_encoder(encoder)
         if labels_key not in adata.obs:
             raise KeyError(
                 f"labels_key={labels_key!r} is not a column of adata.obs (columns: "
                 f"{list(adata.obs.columns)})."
             )
-        if getattr(encoder.module, "batch_centering", False):
+        if encoder.module.batch_centering:
             warnings.warn(
                 "The encoder centres each batch's input (batch_centering=True); the classifier "
                 "fine-tunes on uncentred input, so its starting point differs from the "
@@ -362,8 +380,6 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
         aligned, report = encoder.align(adata, min_overlap=min_overlap)
         if report is not None:
             logger.info("from_encoder: %s", report)
-        init = encoder.init_params_
-        arch = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
         setup_args = encoder.registry_["setup_args"]
         cls.setup_anndata(
             aligned,
@@ -372,19 +388,17 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
             layer=setup_args["layer"],
             log_normalized=setup_args["log_normalized"],
         )
+        if dropout_rate is not None:
+            architecture["dropout_rate"] = dropout_rate
         model = cls(
             aligned,
-            n_latent=arch.get("n_latent", encoder.module.n_latent),
-            n_hidden=tuple(arch.get("n_hidden", (512, 512, 256, 256))),
-            dropout_rate=arch.get("dropout_rate", 0.1) if dropout_rate is None else dropout_rate,
-            head_dropout=head_dropout,
-            activation=arch.get("activation", "selu"),
+            **architecture,
+            head_dropout_rate=head_dropout_rate,
             class_balance=class_balance,
             freeze_encoder=freeze_encoder,
         )
-        model.module.encoder.load_state_dict(encoder.module.encoder.state_dict())
+        copy_encoder(model, encoder)
         model.module.set_trainable()
-        model.gene_vocabulary_ = dict(encoder.gene_vocabulary_)
         return model
 
     # -------------------------------------------------------------- training
@@ -459,9 +473,7 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
                 "No labelled cells: every cell has the unlabeled category; a classifier needs "
                 "labels to train."
             )
-        plan_kwargs = custom_optimizer_plan(
-            partial(_trainable_adamw, lr=lr, weight_decay=weight_decay), plan_kwargs
-        )
+        plan_kwargs = adamw_plan(lr, weight_decay, plan_kwargs)
         early_stopping = set_early_stopping(trainer_kwargs, early_stopping, early_stopping_patience)
         with training_mode(self.module):
             out = super().train(
@@ -525,17 +537,16 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
             )
             return {}
         logits = self._logits(self.adata, cells, calibrated=False)
-        targets = torch.as_tensor(codes)
-        temperature = _fit_temperature(torch.as_tensor(logits), targets)
+        temperature = fit_temperature(torch.as_tensor(logits), torch.as_tensor(codes))
         self.module.temperature.fill_(temperature)
         result = {"temperature": temperature, "n_cells": len(cells)}
-        result.update(self._ece_pair(logits, codes, temperature, ""))
+        result.update(ece_before_after(logits, codes, temperature))
         val = self.validation_indices
         if val is not None and len(val):
             vcells, vcodes = self._labelled_codes(np.asarray(val))
             if len(vcells):
                 vlogits = self._logits(self.adata, vcells, calibrated=False)
-                result.update(self._ece_pair(vlogits, vcodes, temperature, "_validation"))
+                result.update(ece_before_after(vlogits, vcodes, temperature, "_validation"))
                 result["n_validation_cells"] = len(vcells)
         self.calibration_ = result
         logger.info(
@@ -547,14 +558,6 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
         )
         return result
 
-    def _ece_pair(self, logits: np.ndarray, codes: np.ndarray, temperature: float, tag: str):
-        out = {}
-        for name, t in (("before", 1.0), ("after", temperature)):
-            p = torch.softmax(torch.as_tensor(logits) / t, dim=1).numpy()
-            out[f"ece{tag}_{name}"] = expected_calibration_error(codes, p.argmax(1), p.max(1))
-        return out
-
-    # ------------------------------------------------------ gene vocabulary
     # ------------------------------------------------------ query mapping
     @classmethod
     def load_query_data(
@@ -603,45 +606,40 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
             min_overlap=min_overlap,
         )
         aligned.obs = aligned.obs[[batch_key]].copy() if batch_key is not None else aligned.obs[[]]
-        setup_args = reference_model.registry_["setup_args"]
+        setup_args = dict(reference_model.registry_["setup_args"])
+        unlabeled = setup_args["unlabeled_category"]
         # The query has no labels: every cell is of the unlabeled category.
-        aligned.obs["_scssl_query_labels"] = setup_args["unlabeled_category"]
-        cls.setup_anndata(
+        aligned.obs["_scssl_query_labels"] = unlabeled
+        setup_args.update(labels_key="_scssl_query_labels", batch_key=batch_key)
+        batches = ["query"]
+        if batch_key is not None:
+            batches = [
+                str(b) for b in pd.Categorical(aligned.obs[batch_key].astype(str)).categories
+            ]
+        model = cls.from_state_dict(
+            reference_model.module.state_dict(),
+            reference_model.gene_vocabulary,
             aligned,
-            labels_key="_scssl_query_labels",
-            unlabeled_category=setup_args["unlabeled_category"],
-            layer=setup_args["layer"],
-            batch_key=batch_key,
-            log_normalized=setup_args["log_normalized"],
+            init_params={
+                **reference_model.init_params,
+                "class_names": reference_model.class_names_,
+                "query_batches": batches,
+            },
+            setup_args=setup_args,
+            attributes={"calibration_": reference_model.calibration_, "is_trained_": False},
+            strict=False,
         )
-        batches = [
-            str(b)
-            for b in cls._get_most_recent_anndata_manager(aligned)
-            .get_state_registry(REGISTRY_KEYS.BATCH_KEY)
-            .categorical_mapping
-        ]
-        init = reference_model.init_params_
-        kwargs = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
-        kwargs.update(class_names=reference_model.class_names_, query_batches=batches)
-        model = cls(aligned, **kwargs)
-        state = reference_model.module.state_dict()
-        missing, unexpected = model.module.load_state_dict(state, strict=False)
-        if unexpected or [k for k in missing if not k.startswith("batch_shift")]:
-            raise RuntimeError(f"State mismatch: missing {missing}, unexpected {unexpected}.")
         model.module.set_trainable()
-        model.gene_vocabulary_ = dict(reference_model.gene_vocabulary_)
-        model.calibration_ = reference_model.calibration_
-        model.is_trained_ = False
-        model.module.eval()
         return model
 
     # ------------------------------------------------------------- outputs
-    def _query_codes(self, adata: AnnData, indices: np.ndarray) -> torch.Tensor | None:
+    def _query_codes(self, adata: AnnData, indices: np.ndarray, device) -> torch.Tensor | None:
+        """Each cell's query batch (``-1``: not a query batch) for a query model, else None."""
         if self.query_batches_ is None:
             return None
         key = self.registry_["setup_args"]["batch_key"]
         if key is None:  # the query is one batch
-            return torch.zeros(len(indices), dtype=torch.long)
+            return torch.zeros(len(indices), dtype=torch.long, device=device)
         if key not in adata.obs:
             raise KeyError(
                 f"This query model adapts to batches of adata.obs[{key!r}], which is missing."
@@ -649,37 +647,17 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
         lookup = {b: i for i, b in enumerate(self.query_batches_)}
         values = adata.obs[key].astype(str).to_numpy()[indices]
         # Batches not seen by the query model get no shift (the reference's prediction).
-        return torch.as_tensor([lookup.get(v, -1) for v in values], dtype=torch.long)
+        codes = [lookup.get(v, -1) for v in values]
+        return torch.as_tensor(codes, dtype=torch.long, device=device)
 
-    def _cells(self, adata, indices, min_overlap) -> tuple[AnnData, np.ndarray]:
-        if adata is None or adata is self.adata:
-            adata = self.adata
-        else:
-            adata = self.align(adata, min_overlap=min_overlap)[0]
-        indices = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
-        if indices.dtype == bool:
-            indices = np.flatnonzero(indices)
-        return adata, indices
+    def _embedder(self, adata: AnnData) -> MinibatchStep:
+        return lambda chunk, x: self.module.embed(x, self._query_codes(adata, chunk, x.device))
 
-    @torch.inference_mode()
-    def _logits(self, adata, indices, calibrated=True, batch_size=None, embed=False) -> np.ndarray:
-        matrix = _expression_matrix(adata, self._layer)
-        self.module.eval()
-        device = self.device
-        outputs = []
-        for chunk, x in iterate_minibatches(
-            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
-        ):
-            codes = self._query_codes(adata, chunk)
-            codes = None if codes is None else codes.to(device)
-            if embed:
-                outputs.append(self.module.embed(x.to(device), codes).cpu())
-            else:
-                outputs.append(self.module.logits(x.to(device), codes, calibrated).cpu())
-        width = self.module.n_latent if embed else self.module.n_classes
-        if not outputs:
-            return np.zeros((0, width), dtype=np.float32)
-        return torch.cat(outputs).numpy()
+    def _logits(self, adata, indices, calibrated=True, batch_size=None) -> np.ndarray:
+        def logits(chunk: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+            return self.module.logits(x, self._query_codes(adata, chunk, x.device), calibrated)
+
+        return self._map_minibatches(adata, indices, logits, self.module.n_classes, batch_size)
 
     def predict(
         self,
@@ -720,15 +698,3 @@ class SSLClassifier(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelCla
                 probabilities, index=adata.obs_names[indices], columns=pd.Index(names)
             )
         return names[probabilities.argmax(axis=1)] if len(probabilities) else names[:0]
-
-    def get_latent_representation(
-        self,
-        adata: AnnData | None = None,
-        indices: Sequence[int] | None = None,
-        batch_size: int | None = None,
-        min_overlap: float = DEFAULT_MIN_OVERLAP,
-    ) -> np.ndarray:
-        """Fine-tuned embedding (encoder output), shape ``(n_cells, n_latent)``."""
-        self._check_if_trained(warn=True)
-        adata, indices = self._cells(adata, indices, min_overlap)
-        return self._logits(adata, indices, batch_size=batch_size, embed=True)

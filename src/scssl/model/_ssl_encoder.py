@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,37 +15,39 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
+from scssl.checkpoints import read_model_file
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
     EncodedGeneSets,
     GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
+    check_expression,
     check_unique_var_names,
     encode_gene_sets,
     encode_tf_programmes,
-    iterate_minibatches,
     load_gene_sets,
     read_shards,
 )
-from scssl.data import check_expression as _check_expression
-from scssl.data import expression_matrix as _expression_matrix
 from scssl.module import SSLModule
-from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
-from scssl.nn._sparse import to_dense
+from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS, Likelihood, Pretext
+from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
 
-from ._training import custom_optimizer_plan, set_early_stopping, training_mode
-from ._vocabulary_mixin import GeneVocabularyMixin
+from ._centering import centering_table, set_batch_means
+from ._published import load_whole_groups, provenance, read_published
+from .base import (
+    GeneVocabularyMixin,
+    InferenceMixin,
+    MinibatchStep,
+    ModelFilesMixin,
+    adamw_plan,
+    batch_codes,
+    set_early_stopping,
+    training_mode,
+)
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_INFERENCE_BATCH_SIZE = 1024
-
-
-def _adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    # The fused kernel is several times faster than the default on CPU and GPU alike.
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
 
 
 def _encode_programmes(
@@ -74,7 +74,13 @@ def _encode_programmes(
     return gene_sets, encode_tf_programmes(gene_sets, vocabulary, min_targets)
 
 
-class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass):
+class SSLEncoder(
+    ModelFilesMixin,
+    InferenceMixin,
+    GeneVocabularyMixin,
+    UnsupervisedTrainingMixin,
+    BaseModelClass,
+):
     """A cell encoder pretrained by self-supervision, as in Richter et al. (ssl_in_scg).
 
     An MLP (512-512-256-256-64, SELU, no normalisation layers by default) maps counts, normalised
@@ -149,11 +155,11 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
     def __init__(
         self,
         adata: AnnData,
-        pretext: str = "random_mask",
+        pretext: Pretext = "random_mask",
         gene_sets: str | Path | dict[str, list[str]] | None = None,
-        likelihood: str = "mse",
-        n_latent: int = 64,
-        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        likelihood: Likelihood = "mse",
+        n_latent: int = DEFAULT_N_LATENT,
+        n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
         dropout_rate: float | None = None,
         activation: str = "selu",
         mask_rate: float | None = None,
@@ -196,8 +202,8 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
         self.programme_names_ = None if programmes is None else programmes.names
         details = f"mask_rate={mask_rate}, likelihood={likelihood}, " if masked else ""
         if self.module.batch_centering:
-            self._set_batch_means(adata)
-            details += "batch centring, "
+            set_batch_means(self)
+            details += "batch centering, "
         if programmes is not None:
             details += f"{len(programmes.names)} programmes, "
         self._model_summary_string = (
@@ -260,7 +266,7 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
             return adata
         # --- end scale-out
         setup_method_args = cls._get_setup_method_args(**locals())
-        _check_expression(adata, layer, log_normalized)
+        check_expression(adata, layer, log_normalized)
         check_unique_var_names(adata.var_names)
         if batch_key is not None and batch_key not in adata.obs:
             raise KeyError(
@@ -331,9 +337,7 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
             Further options of :class:`scvi.train.Trainer` (Lightning ``Trainer``).
 
         """
-        plan_kwargs = custom_optimizer_plan(
-            partial(_adamw, lr=lr, weight_decay=weight_decay), plan_kwargs
-        )
+        plan_kwargs = adamw_plan(lr, weight_decay, plan_kwargs)
         early_stopping = set_early_stopping(
             trainer_kwargs,
             early_stopping,
@@ -370,7 +374,7 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
                 **trainer_kwargs,
             )
 
-    # ------------------------------------------------------ gene vocabulary
+    # ------------------------------------------------------ query data
     @classmethod
     def prepare_query_anndata(
         cls,
@@ -389,7 +393,7 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
         adata
             Query data.
         reference_model
-            A model, or the directory it was saved to.
+            A model, or the directory it was saved to (read without running code).
         min_overlap
             Smallest share of the model's genes that must be found.
 
@@ -401,11 +405,9 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
 
         """
         if isinstance(reference_model, str | Path):
-            from scvi.model.base._save_load import _load_saved_files
-
-            attr_dict, _, _, _ = _load_saved_files(str(reference_model), load_adata=False)
-            vocabulary = GeneVocabulary.from_dict(attr_dict["gene_vocabulary_"])
-            layer = attr_dict["registry_"]["setup_args"]["layer"]
+            _, attributes = read_model_file(Path(reference_model) / "model.pt")
+            vocabulary = GeneVocabulary.from_dict(attributes["gene_vocabulary_"])
+            layer = attributes["registry_"]["setup_args"]["layer"]
         else:
             vocabulary = reference_model.gene_vocabulary
             layer = reference_model._layer
@@ -432,18 +434,15 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
         if isinstance(reference_model, str | Path):
             return cls.load(str(reference_model), adata=aligned)
         reference_model._check_if_trained(warn=True)
-        setup_args = dict(reference_model.registry_["setup_args"])
-        cls.setup_anndata(aligned, source_registry=reference_model.registry_, **setup_args)
-        init = reference_model.init_params_
-        kwargs = dict(init.get("non_kwargs", {}))
-        for var_kwargs in init.get("kwargs", {}).values():
-            kwargs.update(var_kwargs)
-        model = cls(aligned, **kwargs)
-        model.module.load_state_dict(reference_model.module.state_dict())
-        model.gene_vocabulary_ = reference_model.gene_vocabulary_
-        model.is_trained_ = reference_model.is_trained_
-        model.module.eval()
-        return model
+        return cls.from_state_dict(
+            reference_model.module.state_dict(),
+            reference_model.gene_vocabulary,
+            aligned,
+            init_params=reference_model.init_params,
+            setup_args=reference_model.registry_["setup_args"],
+            registry=reference_model.registry_,
+            attributes={"is_trained_": reference_model.is_trained_},
+        )
 
     @classmethod
     def from_ssl_in_scg(
@@ -483,146 +482,55 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
             Layer of ``adata`` with raw counts; ``None`` for ``adata.X``.
 
         """
-        from scssl.io import encoder_from_ssl_in_scg
-
-        return encoder_from_ssl_in_scg(
-            cls, checkpoint, genes, adata=adata, kind=kind, min_overlap=min_overlap, layer=layer
-        )
-
-    # ------------------------------------------------------- batch centring
-    def _batch_sums(
-        self, matrix, codes: np.ndarray, n_batches: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Sum of log1p-normalised expression and cell count per batch code."""
-        sums = torch.zeros(n_batches, self.module.n_input, dtype=torch.float64)
-        for chunk, x in iterate_minibatches(matrix, np.arange(matrix.shape[0]), 4096):
-            x_norm = to_dense(self.module.normalize(x)).double()
-            sums.index_add_(0, torch.as_tensor(codes[chunk]), x_norm)
-        return sums.numpy(), np.bincount(codes, minlength=n_batches)
-
-    def _set_batch_means(self, adata: AnnData) -> None:
-        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
-        matrix = _expression_matrix(adata, self._layer)
-        sums, n_cells = self._batch_sums(matrix, codes.astype(np.int64), self.module.n_batch)
-        with torch.no_grad():
-            self.module.batch_means.copy_(torch.as_tensor(sums / np.maximum(n_cells, 1)[:, None]))
-            self.module.reference_mean.copy_(torch.as_tensor(sums.sum(0) / max(n_cells.sum(), 1)))
-
-    def _centring(self, adata: AnnData) -> tuple[np.ndarray, torch.Tensor]:
-        """Each cell's row in a table of batch shifts: training batches, then new batches.
-
-        Cells of batches the model was not trained on (or all cells, when ``adata`` has no
-        batch column) are centred on the mean of their batch in ``adata``.
-        """
-        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
-        deltas = self.module.batch_deltas().detach().cpu()
-        if adata is self.adata:
-            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
-            return codes.astype(np.int64), deltas
-        key = state.original_key
-        if key in adata.obs:
-            values = adata.obs[key].astype(str).to_numpy()
-        else:
-            warnings.warn(
-                f"adata.obs has no {key!r} column: all cells are treated as one new batch and "
-                "centred on their own mean expression.",
-                UserWarning,
-                stacklevel=3,
+        ckpt, vocabulary = read_published(checkpoint, genes, kind, adata)
+        if ckpt.kind == "classifier":
+            logger.warning(
+                "%s is a fine-tuned classifier: only its encoder is loaded (ReLU); its cell-type "
+                "head is ignored. Use SSLClassifier.from_ssl_in_scg for the head.",
+                Path(ckpt.path).name,
             )
-            values = np.full(adata.n_obs, "__query__")
-        known = {str(c): i for i, c in enumerate(state.categorical_mapping)}
-        new = sorted(set(values) - set(known))
-        lookup = {**known, **{name: len(known) + i for i, name in enumerate(new)}}
-        codes = np.array([lookup[v] for v in values], dtype=np.int64)
-        if new:
-            matrix = _expression_matrix(adata, self._layer)
-            sums, n_cells = self._batch_sums(matrix, codes, len(lookup))
-            small = [name for name in new if n_cells[lookup[name]] < 50]
-            if small:
-                warnings.warn(
-                    f"New batches with fewer than 50 cells are centred on noisy means: "
-                    f"{small[:5]}.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            new_means = torch.as_tensor(sums[len(known) :] / n_cells[len(known) :, None])
-            new_deltas = new_means.float() - self.module.reference_mean.detach().cpu()
-            deltas = torch.cat([deltas, new_deltas])
-        return codes, deltas
+        model = cls.from_state_dict(
+            ckpt.encoder,
+            vocabulary,
+            adata,
+            init_params=ckpt.model_kwargs,
+            setup_args={"layer": layer, "batch_key": None, "log_normalized": False},
+            strict=False,
+            min_overlap=min_overlap,
+            source=ckpt.path,
+        )
+        loaded, skipped = load_whole_groups(model.module, ckpt.extra, ckpt.path)
+        model.pretrained_from_ = provenance(
+            ckpt, model, [*ckpt.encoder, *loaded], skipped + ckpt.unmapped
+        )
+        model._model_summary_string += (
+            f" | loaded from ssl_in_scg {ckpt.kind} {Path(ckpt.path).name}"
+        )
+        return model
 
     # ------------------------------------------------------------- outputs
-    def _batch_codes(self, adata: AnnData, indices: np.ndarray) -> torch.Tensor | None:
-        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+    def _batch_index(self, adata: AnnData, indices: np.ndarray) -> torch.Tensor | None:
+        """Each cell's training batch, for a decoder conditioned on the batch."""
         if self.module.n_batch_covariate == 0:
             return None
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
         key = state.original_key
         if key not in adata.obs:
             raise KeyError(
                 f"The model is conditioned on batch_key={key!r}, which is not a column of "
                 "adata.obs. Add each cell's batch (one of the training batches)."
             )
-        values = adata.obs[key].to_numpy()[indices]
-        mapping = {c: i for i, c in enumerate(state.categorical_mapping)}
-        unknown = sorted({str(v) for v in values if v not in mapping})
-        if unknown:
-            raise ValueError(
-                f"adata.obs[{key!r}] has batches the model was not trained on: {unknown[:5]}. "
-                f"Known batches: {list(state.categorical_mapping)}."
-            )
-        return torch.as_tensor(np.array([mapping[v] for v in values]), dtype=torch.long)
+        codes = batch_codes(adata.obs[key].to_numpy()[indices], state.categorical_mapping, key)
+        return torch.as_tensor(codes, dtype=torch.long)
 
-    def _cells(self, adata: AnnData | None, indices) -> tuple[AnnData, np.ndarray]:
-        if adata is None or adata is self.adata:
-            adata = self.adata
-        else:
-            adata = self.align(adata)[0]
-        indices = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
-        if indices.dtype == bool:
-            indices = np.flatnonzero(indices)
-        return adata, indices
+    def _embedder(self, adata: AnnData) -> MinibatchStep:
+        if not self.module.batch_centering:
+            return lambda chunk, x: self.module.embed(x)
+        codes, deltas = centering_table(self, adata)
+        return lambda chunk, x: self.module.embed(
+            x, torch.as_tensor(codes[chunk]).to(x.device), deltas
+        )
 
-    @torch.inference_mode()
-    def get_latent_representation(
-        self,
-        adata: AnnData | None = None,
-        indices: Sequence[int] | None = None,
-        batch_size: int | None = None,
-    ) -> np.ndarray:
-        """Embedding of each cell, shape ``(n_cells, n_latent)``.
-
-        Eval mode (no dropout, no masking): the same cell always gets the same embedding,
-        whichever cells share its minibatch. Data with other genes are aligned to the model's
-        gene vocabulary first (see :meth:`prepare_query_anndata`).
-
-        Parameters
-        ----------
-        adata
-            Cells to embed; ``None`` for the AnnData the model was set up with.
-        indices
-            Subset of cells (positions); ``None`` for all.
-        batch_size
-            Cells per minibatch (default 1024).
-
-        """
-        self._check_if_trained(warn=True)
-        adata, indices = self._cells(adata, indices)
-        matrix = _expression_matrix(adata, self._layer)
-        self.module.eval()
-        device = self.device
-        batch_codes, deltas = self._centring(adata) if self.module.batch_centering else (None, None)
-        outputs = []
-        for chunk, x in iterate_minibatches(
-            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
-        ):
-            batch_index = None
-            if self.module.batch_centering:
-                batch_index = torch.as_tensor(batch_codes[chunk]).to(device)
-            outputs.append(self.module.embed(x.to(device), batch_index, deltas).cpu())
-        if not outputs:
-            return np.zeros((0, self.module.n_latent), dtype=np.float32)
-        return torch.cat(outputs).numpy()
-
-    @torch.inference_mode()
     def get_reconstructed_expression(
         self,
         adata: AnnData | None = None,
@@ -630,6 +538,8 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
         batch_size: int | None = None,
         return_numpy: bool = False,
         kind: str = "log1p",
+        *,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
     ) -> pd.DataFrame | np.ndarray:
         """Decoder reconstruction of unmasked cells (masked pretexts only).
 
@@ -647,6 +557,8 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
             ``"log1p"``: ``log1p(normalize_total(1e4))`` values (the study's space);
             ``"counts"``: expected counts at each cell's own library size (the NB mean for
             ``likelihood="nb"``).
+        min_overlap
+            Smallest share of the model's genes that must be found in ``adata``.
 
         Raises
         ------
@@ -662,25 +574,15 @@ class SSLEncoder(GeneVocabularyMixin, UnsupervisedTrainingMixin, BaseModelClass)
                 "pretext (random_mask, gene_programme_mask or programme_to_tf)."
             )
         self._check_if_trained(warn=True)
-        adata, indices = self._cells(adata, indices)
-        matrix = _expression_matrix(adata, self._layer)
-        self.module.eval()
-        device = self.device
-        outputs = []
-        for chunk, x in iterate_minibatches(
-            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
-        ):
-            batch_index = self._batch_codes(adata, chunk)
+        adata, indices = self._cells(adata, indices, min_overlap)
+
+        def reconstruct(chunk: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+            batch_index = self._batch_index(adata, chunk)
             if batch_index is not None:
-                batch_index = batch_index.to(device)
-            outputs.append(
-                self.module.reconstruct(x.to(device), batch_index, counts=kind == "counts").cpu()
-            )
-        values = (
-            torch.cat(outputs).numpy()
-            if outputs
-            else np.zeros((0, self.module.n_input), dtype=np.float32)
-        )
+                batch_index = batch_index.to(x.device)
+            return self.module.reconstruct(x, batch_index, counts=kind == "counts")
+
+        values = self._map_minibatches(adata, indices, reconstruct, self.module.n_input, batch_size)
         if return_numpy:
             return values
         return pd.DataFrame(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -15,73 +14,44 @@ from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager, fields
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
-from torch import nn
 
-from scssl.data import (
-    DEFAULT_MIN_OVERLAP,
-    AlignmentReport,
-    GeneVocabulary,
-    SparseDataSplitter,
-    align_to_vocabulary,
-    check_expression_matrix,
-    check_unique_var_names,
-    iterate_minibatches,
-)
+from scssl.data import DEFAULT_MIN_OVERLAP, GeneVocabulary, SparseDataSplitter, placeholder_anndata
 from scssl.module import SSLProteinModule
-from scssl.nn import ACTIVATIONS
+from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 
-from ._ssl_encoder import DEFAULT_INFERENCE_BATCH_SIZE, _adamw
-from ._training import custom_optimizer_plan, set_early_stopping, training_mode
+from ._from_encoder import checked_encoder, copy_encoder
+from ._mudata import (
+    check_batch_column,
+    check_proteins,
+    check_rna,
+    check_same_cells,
+    checked_modalities,
+    modality,
+    rna_with_obs,
+    with_aligned_rna,
+)
+from .base import (
+    GeneVocabularyMixin,
+    InferenceMixin,
+    ModelFilesMixin,
+    adamw_plan,
+    batch_codes,
+    set_early_stopping,
+    training_mode,
+)
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODALITIES = {"rna_layer": "rna", "protein_layer": "prot"}
 PROTEIN_BATCH_MASK = fields.ProteinObsmField.PROTEIN_BATCH_MASK
 
 
-def _matrix(adata: AnnData, layer: str | None, where: str):
-    if layer is None:
-        return adata.X
-    if layer not in adata.layers:
-        raise KeyError(
-            f"layer={layer!r} is not in {where}.layers (available: {list(adata.layers)}). Pass "
-            f"the layer that holds the raw counts, or None for {where}.X."
-        )
-    return adata.layers[layer]
-
-
-def _where(modality: str, layer: str | None) -> str:
-    base = f"mdata.mod[{modality!r}]"
-    return f"{base}.X" if layer is None else f"{base}.layers[{layer!r}]"
-
-
-def _modality(mdata: MuData, key: str, role: str) -> AnnData:
-    if key not in mdata.mod:
-        raise KeyError(
-            f"The {role} modality {key!r} is not in the MuData (modalities: {list(mdata.mod)}). "
-            f"Name it in modalities={{'{role}_layer': ...}} (or rna=/protein= in from_encoder)."
-        )
-    return mdata.mod[key]
-
-
-def _encoder_architecture(encoder) -> dict:
-    """Sizes, activation and dropout of a trained SSLEncoder's MLP, read from its modules."""
-    layers = list(encoder.module.encoder)
-    linear = [m for m in layers if hasattr(m, "weight") and hasattr(m, "in_features")]
-    sizes = [m.out_features for m in linear]
-    activation = next(
-        (name for m in layers for name, cls in ACTIVATIONS.items() if type(m) is cls), "selu"
-    )
-    dropout = next((m.p for m in layers if isinstance(m, nn.Dropout)), 0.0)
-    return {
-        "n_hidden": tuple(sizes[:-1]),
-        "n_latent": sizes[-1],
-        "activation": activation,
-        "dropout_rate": float(dropout),
-    }
-
-
-class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
+class SSLProteinPredictor(
+    ModelFilesMixin,
+    InferenceMixin,
+    GeneVocabularyMixin,
+    UnsupervisedTrainingMixin,
+    BaseModelClass,
+):
     """Predict surface proteins from RNA with a (pretrained) SSL encoder and a regression head.
 
     The RNA counts are normalised on the fly (``normalize_total`` to 1e4, ``log1p``) and embedded
@@ -125,8 +95,8 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
     def __init__(
         self,
         mdata: MuData,
-        n_latent: int = 64,
-        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        n_latent: int = DEFAULT_N_LATENT,
+        n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
         n_hidden_head: Sequence[int] = (256,),
         dropout_rate: float = 0.1,
         head_dropout_rate: float = 0.1,
@@ -217,77 +187,16 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
             modality named for RNA and protein, or modalities with different cells.
 
         """
-        if isinstance(mdata, AnnData) or not isinstance(mdata, MuData):
-            raise TypeError(
-                f"setup_mudata needs a MuData, got {type(mdata).__name__}. Build one with "
-                "mudata.MuData({'rna': rna_adata, 'prot': protein_adata})."
-            )
-        modalities = dict(DEFAULT_MODALITIES if modalities is None else modalities)
+        modalities = checked_modalities(mdata, modalities)
         setup_method_args = cls._get_setup_method_args(**locals())
-        missing_roles = [r for r in ("rna_layer", "protein_layer") if r not in modalities]
-        if missing_roles:
-            raise ValueError(
-                f"modalities={modalities} lacks {missing_roles}; e.g. "
-                "modalities={'rna_layer': 'rna', 'protein_layer': 'prot'}."
-            )
-        unknown_roles = set(modalities) - {"rna_layer", "protein_layer", "batch_key"}
-        if unknown_roles:
-            raise ValueError(
-                f"modalities has unknown keys {sorted(unknown_roles)}; use 'rna_layer', "
-                "'protein_layer' and 'batch_key'."
-            )
         rna_key, protein_key = modalities["rna_layer"], modalities["protein_layer"]
-        if rna_key == protein_key:
-            raise ValueError(f"The RNA and protein modalities must differ; both are {rna_key!r}.")
-        rna = _modality(mdata, rna_key, "rna")
-        protein = _modality(mdata, protein_key, "protein")
-        if rna.n_obs != protein.n_obs or not rna.obs_names.equals(protein.obs_names):
-            raise ValueError(
-                f"The RNA modality {rna_key!r} ({rna.n_obs} cells) and the protein modality "
-                f"{protein_key!r} ({protein.n_obs} cells) must hold the same cells in the same "
-                "order. Keep the cells they share, e.g. with muon.pp.intersect_obs(mdata)."
-            )
-        if mdata.n_obs != rna.n_obs:
-            raise ValueError(
-                f"The MuData has {mdata.n_obs} cells but its RNA modality {rna.n_obs}; every "
-                "cell needs RNA and protein measurements (muon.pp.intersect_obs(mdata))."
-            )
-        check_expression_matrix(
-            _matrix(rna, rna_layer, f"mdata.mod[{rna_key!r}]"),
-            log_normalized=log_normalized,
-            where=_where(rna_key, rna_layer),
-        )
-        check_unique_var_names(rna.var_names, where=f"mdata.mod[{rna_key!r}].var_names")
-        where_protein = _where(protein_key, protein_layer)
-        protein_matrix = _matrix(protein, protein_layer, f"mdata.mod[{protein_key!r}]")
-        try:
-            check_expression_matrix(protein_matrix, where=where_protein)
-        except ValueError as error:
-            raise ValueError(
-                f"{error}\nProteins must be raw antibody (ADT) counts: SSLProteinPredictor "
-                "predicts log1p counts. CLR- or log-normalised protein values are not supported; "
-                "pass the layer with the raw counts (protein_layer=...)."
-            ) from None
-        duplicated = protein.var_names[protein.var_names.duplicated()]
-        if len(duplicated):
-            raise ValueError(
-                f"mdata.mod[{protein_key!r}] has duplicated protein names "
-                f"({', '.join(map(str, duplicated.unique()[:5]))}); predictions are named by "
-                "protein. Make them unique, e.g. mdata.mod['prot'].var_names_make_unique()."
-            )
+        rna = modality(mdata, rna_key, "rna")
+        protein = modality(mdata, protein_key, "protein")
+        check_same_cells(mdata, rna, protein, modalities)
+        check_rna(rna, rna_key, rna_layer, log_normalized)
+        check_proteins(protein, protein_key, protein_layer)
         batch_mod = modalities.get("batch_key")
-        if batch_key is not None:
-            obs = mdata.obs if batch_mod is None else _modality(mdata, batch_mod, "batch").obs
-            if batch_key not in obs:
-                where = "mdata.obs" if batch_mod is None else f"mdata.mod[{batch_mod!r}].obs"
-                raise KeyError(
-                    f"batch_key={batch_key!r} is not a column of {where} (columns: "
-                    f"{list(obs.columns)}). Put it there or name its modality in "
-                    "modalities={'batch_key': ...}."
-                )
-            if obs[batch_key].isna().any():
-                raise ValueError(f"{where_protein}: batch_key={batch_key!r} has missing values.")
-
+        check_batch_column(mdata, batch_key, batch_mod)
         batch_field = fields.MuDataCategoricalObsField(
             REGISTRY_KEYS.BATCH_KEY, batch_key, mod_key=batch_mod
         )
@@ -371,17 +280,13 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
             Passed to :meth:`setup_mudata` (``rna_layer``, ``protein_layer``, ``batch_key``, ...).
 
         """
-        if not hasattr(encoder, "module") or not hasattr(encoder.module, "encoder"):
-            raise TypeError(
-                f"encoder must be a trained scssl.model.SSLEncoder, got {type(encoder).__name__}."
-            )
-        encoder._check_if_trained(warn=True)
-        if getattr(encoder.module, "batch_centering", False):
+        architecture = checked_encoder(encoder)
+        if encoder.module.batch_centering:
             raise ValueError(
                 "This SSLEncoder centres its input per batch (batch_centering=True); "
-                "SSLProteinPredictor.from_encoder does not carry the per-batch centring over yet. "
-                "Use an encoder trained without batch_centering, and pass batch_key= here to give "
-                "the protein head a batch covariate."
+                "SSLProteinPredictor.from_encoder does not carry the per-batch centering over "
+                "yet. Use an encoder trained without batch_centering, and pass batch_key= here "
+                "to give the protein head a batch covariate."
             )
         if isinstance(mdata, AnnData) or not isinstance(mdata, MuData):
             raise TypeError(
@@ -390,39 +295,24 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
             )
         modalities = dict(setup_kwargs.pop("modalities", None) or {})
         modalities.update(rna_layer=rna, protein_layer=protein)
-        rna_adata = _modality(mdata, rna, "rna")
-        _modality(mdata, protein, "protein")
+        modality(mdata, rna, "rna")
+        modality(mdata, protein, "protein")
         setup_kwargs.setdefault("log_normalized", bool(encoder.module.log_normalized))
-        vocabulary = encoder.gene_vocabulary
-        report: AlignmentReport | None = None
-        target = mdata
-        if not vocabulary.matches_exactly(rna_adata):
-            aligned, report = align_to_vocabulary(
-                rna_adata,
-                vocabulary,
-                layer=setup_kwargs.get("rna_layer"),
-                min_overlap=min_overlap,
-            )
+        target, report = with_aligned_rna(
+            mdata, rna, encoder.gene_vocabulary, setup_kwargs.get("rna_layer"), min_overlap
+        )
+        if report is not None:
             logger.info("from_encoder: RNA genes aligned to the encoder's vocabulary: %s", report)
-            mods = {key: mdata.mod[key] for key in mdata.mod if key != rna}
-            mods[rna] = aligned
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*not unique.*")
-                target = MuData(mods)
-            for column in mdata.obs.columns:
-                if column not in target.obs:
-                    target.obs[column] = mdata.obs[column].reindex(target.obs_names)
         cls.setup_mudata(target, modalities=modalities, **setup_kwargs)
         model = cls(
             target,
             n_hidden_head=n_hidden_head,
             head_dropout_rate=head_dropout_rate,
             freeze_encoder=freeze_encoder,
-            **_encoder_architecture(encoder),
+            **architecture,
         )
-        model.module.encoder.load_state_dict(encoder.module.encoder.state_dict())
+        copy_encoder(model, encoder)
         model.module.set_encoder_frozen(freeze_encoder)
-        model.gene_vocabulary_ = vocabulary.to_dict()
         model.alignment_report_ = None if report is None else report.as_dict()
         return model
 
@@ -461,11 +351,6 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
         return (values.sum(axis=0) / np.maximum(observed.sum(axis=0), 1)).astype(np.float32)
 
     @property
-    def gene_vocabulary(self) -> GeneVocabulary:
-        """The genes of the encoder's input layer, in order."""
-        return GeneVocabulary.from_dict(self.gene_vocabulary_)
-
-    @property
     def protein_names(self) -> list[str]:
         """The predicted proteins, in the order of the output columns."""
         return list(self.protein_names_)
@@ -477,6 +362,14 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
     @property
     def _rna_key(self) -> str:
         return self._setup_args["modalities"]["rna_layer"]
+
+    @property
+    def _layer(self) -> str | None:
+        return self._setup_args["rna_layer"]
+
+    def _expression_data(self, data) -> AnnData:
+        """The RNA of ``data`` (a MuData or an AnnData of RNA), with the cells' joint ``obs``."""
+        return rna_with_obs(data, self._rna_key)
 
     # ------------------------------------------------------------ training
     def train(
@@ -519,9 +412,7 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
             Further options of :class:`scvi.train.Trainer`.
 
         """
-        plan_kwargs = custom_optimizer_plan(
-            partial(_adamw, lr=lr, weight_decay=weight_decay), plan_kwargs
-        )
+        plan_kwargs = adamw_plan(lr, weight_decay, plan_kwargs)
         early_stopping = set_early_stopping(
             trainer_kwargs, early_stopping, early_stopping_patience, train_size=train_size
         )
@@ -540,77 +431,27 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
             )
 
     # ----------------------------------------------------------- inference
-    def _rna_and_obs(self, data: MuData | AnnData | None) -> tuple[AnnData, pd.DataFrame]:
-        if data is None:
-            data = self.adata
-        if isinstance(data, MuData):
-            rna = data.mod.get(self._rna_key)
-            if rna is None:
-                raise KeyError(
-                    f"The MuData has no RNA modality {self._rna_key!r} (modalities: "
-                    f"{list(data.mod)}); the model predicts proteins from it."
-                )
-            obs = data.obs.loc[rna.obs_names] if rna.n_obs != data.n_obs else data.obs
-            obs = pd.concat([rna.obs, obs.drop(columns=rna.obs.columns, errors="ignore")], axis=1)
-            return rna, obs.set_axis(rna.obs_names)
-        if isinstance(data, AnnData):
-            return data, data.obs
-        raise TypeError(
-            f"Expected a MuData or an AnnData of RNA counts, got {type(data).__name__}."
-        )
-
-    def align(
-        self, data: MuData | AnnData | None = None, min_overlap: float = DEFAULT_MIN_OVERLAP
-    ) -> tuple[AnnData, pd.DataFrame, AlignmentReport | None]:
-        """The RNA of ``data`` with the model's genes in order, its cells' ``obs``, the report."""
-        rna, obs = self._rna_and_obs(data)
-        layer = self._setup_args["rna_layer"]
-        report = None
-        if not self.gene_vocabulary.matches_exactly(rna):
-            if layer is not None and layer not in rna.layers:
-                raise KeyError(
-                    f"The model reads RNA counts from layer {layer!r}, which this RNA data lacks "
-                    f"(layers: {list(rna.layers)})."
-                )
-            rna, report = align_to_vocabulary(
-                rna, self.gene_vocabulary, layer=layer, min_overlap=min_overlap
-            )
-        check_expression_matrix(
-            _matrix(rna, layer, "the RNA data"),
-            log_normalized=self._setup_args["log_normalized"],
-            where="the RNA data" if layer is None else f"the RNA layer {layer!r}",
-        )
-        return rna, obs, report
-
     def _batch_codes(self, obs: pd.DataFrame, transform_batch) -> np.ndarray | None:
         if self.module.n_batch_covariate == 0:
             return None
         state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
-        mapping = {str(c): i for i, c in enumerate(state.categorical_mapping)}
+        known = [str(c) for c in state.categorical_mapping]
         if transform_batch is not None:
-            if str(transform_batch) not in mapping:
+            if str(transform_batch) not in known:
                 raise ValueError(
-                    f"transform_batch={transform_batch!r} is not a batch of the model "
-                    f"({list(mapping)})."
+                    f"transform_batch={transform_batch!r} is not a batch of the model ({known})."
                 )
-            return np.full(len(obs), mapping[str(transform_batch)], dtype=np.int64)
+            return np.full(len(obs), known.index(str(transform_batch)), dtype=np.int64)
         key = state.original_key
+        hint = f" Pass transform_batch= (one of {known}) to predict them as a known batch."
         if key not in obs:
             raise KeyError(
                 f"The model's head uses the batch ({key!r}), which the data's obs lacks. Add "
                 f"that column or predict as one known batch with transform_batch= "
-                f"(one of {list(mapping)})."
+                f"(one of {known})."
             )
-        values = obs[key].astype(str).to_numpy()
-        unknown = sorted(set(values) - set(mapping))
-        if unknown:
-            raise ValueError(
-                f"obs[{key!r}] has batches the model was not trained on: {unknown[:5]}. Pass "
-                f"transform_batch= (one of {list(mapping)}) to predict them as a known batch."
-            )
-        return np.array([mapping[v] for v in values], dtype=np.int64)
+        return batch_codes(obs[key], known, key, hint)
 
-    @torch.inference_mode()
     def predict_protein(
         self,
         data: MuData | AnnData | None = None,
@@ -645,25 +486,14 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
 
         """
         self._check_if_trained(warn=True)
-        rna, obs, _ = self.align(data, min_overlap=min_overlap)
-        indices = np.arange(rna.n_obs) if indices is None else np.asarray(indices)
-        if indices.dtype == bool:
-            indices = np.flatnonzero(indices)
-        codes = self._batch_codes(obs, transform_batch)
-        matrix = _matrix(rna, self._setup_args["rna_layer"], "the RNA data")
-        self.module.eval()
-        device = self.device
-        outputs = []
-        for chunk, x in iterate_minibatches(
-            matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
-        ):
-            batch_index = None if codes is None else torch.from_numpy(codes[chunk]).to(device)
-            outputs.append(self.module.predict(x.to(device), batch_index).cpu())
-        values = (
-            torch.cat(outputs).numpy()
-            if outputs
-            else np.zeros((0, len(self.protein_names_)), dtype=np.float32)
-        )
+        rna, indices = self._cells(data, indices, min_overlap)
+        codes = self._batch_codes(rna.obs, transform_batch)
+
+        def predict(chunk: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+            batch_index = None if codes is None else torch.from_numpy(codes[chunk]).to(x.device)
+            return self.module.predict(x, batch_index)
+
+        values = self._map_minibatches(rna, indices, predict, len(self.protein_names_), batch_size)
         if counts:
             values = np.expm1(np.clip(values, 0, None))
         if return_numpy:
@@ -672,25 +502,41 @@ class SSLProteinPredictor(UnsupervisedTrainingMixin, BaseModelClass):
             values, index=rna.obs_names[indices], columns=pd.Index(self.protein_names_)
         )
 
-    @torch.inference_mode()
-    def get_latent_representation(
-        self,
-        data: MuData | AnnData | None = None,
-        indices: Sequence[int] | None = None,
-        batch_size: int | None = None,
-        min_overlap: float = DEFAULT_MIN_OVERLAP,
-    ) -> np.ndarray:
-        """Embedding of each cell by the (fine-tuned) encoder, ``(n_cells, n_latent)``."""
-        self._check_if_trained(warn=True)
-        rna, _, _ = self.align(data, min_overlap=min_overlap)
-        matrix = _matrix(rna, self._setup_args["rna_layer"], "the RNA data")
-        self.module.eval()
-        outputs = [
-            self.module.embed(x.to(self.device)).cpu()
-            for _, x in iterate_minibatches(
-                matrix, indices, batch_size or DEFAULT_INFERENCE_BATCH_SIZE
-            )
-        ]
-        if not outputs:
-            return np.zeros((0, self.module.n_latent), dtype=np.float32)
-        return torch.cat(outputs).numpy()
+    # --------------------------------------------------------------- files
+    @classmethod
+    def _setup_data(cls, mdata, vocabulary, setup_args, batch_categories, min_overlap, attributes):
+        """``mdata`` with its RNA aligned to ``vocabulary``, or a placeholder MuData."""
+        modalities = setup_args["modalities"]
+        rna_key = modalities["rna_layer"]
+        if mdata is not None:
+            return with_aligned_rna(
+                mdata, rna_key, vocabulary, setup_args.get("rna_layer"), min_overlap
+            )[0]
+        batch_key = setup_args.get("batch_key")
+        rna = placeholder_anndata(
+            vocabulary,
+            layer=setup_args.get("rna_layer"),
+            batch_key=batch_key,
+            batch_categories=batch_categories,
+        )
+        proteins = attributes["protein_names_"]
+        protein = AnnData(
+            X=np.ones((rna.n_obs, len(proteins)), dtype=np.float32),
+            obs=pd.DataFrame(index=rna.obs_names),
+            var=pd.DataFrame(index=pd.Index(proteins)),
+        )
+        if setup_args.get("protein_layer") is not None:
+            protein.layers[setup_args["protein_layer"]] = protein.X.copy()
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not unique.*")
+            placeholder = MuData({rna_key: rna, modalities["protein_layer"]: protein})
+        if batch_key is not None:
+            placeholder.obs[batch_key] = rna.obs[batch_key]
+        return placeholder
+
+    @classmethod
+    def _register(cls, data, setup_args: dict, registry: dict | None) -> None:
+        kwargs = dict(setup_args)
+        if registry is not None:
+            kwargs["source_registry"] = registry
+        cls.setup_mudata(data, **kwargs)

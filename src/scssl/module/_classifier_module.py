@@ -7,14 +7,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
-from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from scvi.module.base import LossOutput, auto_move_data
 from torch import nn
 
-from scssl.data._normalize import normalize_log1p
-from scssl.nn import ACTIVATIONS, mlp
+from scssl.nn import ACTIVATIONS, DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
+
+from ._base import EncoderModule
 
 
-class ClassifierModule(BaseModuleClass):
+class ClassifierModule(EncoderModule):
     """MLP encoder (the pretrained SSL encoder's architecture) and a linear classification head.
 
     ``encoder`` is :func:`scssl.nn.mlp` with a sparse first layer, exactly as in
@@ -32,7 +33,7 @@ class ClassifierModule(BaseModuleClass):
         Number of cell types (the unlabeled category excluded).
     n_latent, n_hidden, dropout_rate, activation
         Encoder architecture (as :class:`scssl.module.SSLModule`).
-    head_dropout
+    head_dropout_rate
         Dropout before the last linear layer.
     log_normalized
         The input is already ``normalize_total`` + ``log1p``; no on-the-fly normalisation.
@@ -55,36 +56,30 @@ class ClassifierModule(BaseModuleClass):
         n_cats_per_cov: Sequence[int] | None = None,
         *,
         n_classes: int,
-        n_latent: int = 64,
-        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        n_latent: int = DEFAULT_N_LATENT,
+        n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
         dropout_rate: float = 0.1,
-        head_dropout: float = 0.1,
+        head_dropout_rate: float = 0.1,
         activation: str = "selu",
         log_normalized: bool = False,
         class_weights: torch.Tensor | None = None,
         freeze_encoder: bool = False,
         n_query_batches: int = 0,
     ):
-        super().__init__()
         if n_classes < 2:
             raise ValueError(f"A classifier needs at least 2 classes, got {n_classes}.")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation={activation!r}; choose one of {sorted(ACTIVATIONS)}.")
-        self.n_input = n_input
-        self.n_classes = n_classes
-        self.n_latent = n_latent
-        self.log_normalized = log_normalized
-        self.pretext = "classifier"
-        self.encoder = mlp(
+        super().__init__(
             n_input,
-            n_hidden,
-            n_latent,
-            activation=activation,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
             dropout_rate=dropout_rate,
-            sparse_input=True,
+            activation=activation,
+            log_normalized=log_normalized,
         )
+        self.n_classes = n_classes
+        self.pretext = "classifier"
         self.head = nn.Sequential(
-            ACTIVATIONS[activation](), nn.Dropout(head_dropout), nn.Linear(n_latent, n_classes)
+            ACTIVATIONS[activation](), nn.Dropout(head_dropout_rate), nn.Linear(n_latent, n_classes)
         )
         weights = torch.ones(n_classes) if class_weights is None else torch.as_tensor(class_weights)
         self.register_buffer("class_weights", weights.float().clone())
@@ -108,10 +103,6 @@ class ClassifierModule(BaseModuleClass):
             p.requires_grad_(not query)
         if query:
             self.batch_shift.weight.requires_grad_(True)
-
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Counts -> ``log1p(normalize_total(1e4))``; identity for log-normalised input."""
-        return x if self.log_normalized else normalize_log1p(x)
 
     def _encode(self, x: torch.Tensor, query_batch: torch.Tensor | None) -> torch.Tensor:
         h = self.encoder[0](self.normalize(x))

@@ -8,15 +8,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
-from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from scvi.module.base import LossOutput, auto_move_data
 from torch import nn
 
-from scssl.data._normalize import normalize_log1p
-from scssl.nn import ACTIVATIONS, mlp
+from scssl.nn import ACTIVATIONS, DEFAULT_N_HIDDEN, DEFAULT_N_LATENT, mlp
 from scssl.nn._sparse import to_dense
 
+from ._base import EncoderModule
 
-class SSLProteinModule(BaseModuleClass):
+
+class SSLProteinModule(EncoderModule):
     """RNA encoder (the SSL encoder's MLP) with a head that predicts ``log1p`` protein counts.
 
     Parameters
@@ -63,8 +64,8 @@ class SSLProteinModule(BaseModuleClass):
         n_continuous_cov: int = 0,
         n_cats_per_cov: Sequence[int] | None = None,
         *,
-        n_latent: int = 64,
-        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        n_latent: int = DEFAULT_N_LATENT,
+        n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
         n_hidden_head: Sequence[int] = (256,),
         dropout_rate: float = 0.1,
         head_dropout_rate: float = 0.1,
@@ -74,23 +75,17 @@ class SSLProteinModule(BaseModuleClass):
         protein_batch_mask: np.ndarray | None = None,
         protein_mean: np.ndarray | None = None,
     ):
-        super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation={activation!r}; choose one of {sorted(ACTIVATIONS)}.")
-        self.n_input = n_input
+        super().__init__(
+            n_input,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            dropout_rate=dropout_rate,
+            activation=activation,
+            log_normalized=log_normalized,
+        )
         self.n_proteins = n_proteins
         self.n_batch = n_batch
-        self.n_latent = n_latent
-        self.log_normalized = log_normalized
         self.freeze_encoder = freeze_encoder
-        self.encoder = mlp(
-            n_input,
-            n_hidden,
-            n_latent,
-            activation=activation,
-            dropout_rate=dropout_rate,
-            sparse_input=True,
-        )
         self.n_batch_covariate = n_batch if n_batch > 1 else 0
         # The encoder's last layer has no activation (as in the study); the head starts with one.
         self.head_activation = nn.Sequential(
@@ -134,15 +129,6 @@ class SSLProteinModule(BaseModuleClass):
         return self
 
     # ------------------------------------------------------------ forward
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Counts -> ``log1p(normalize_total(1e4))``; identity for log-normalised input."""
-        return x if self.log_normalized else normalize_log1p(x)
-
-    @auto_move_data
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Embedding of the RNA (call in eval mode for deterministic output)."""
-        return self.encoder(self.normalize(x))
-
     def predict_from_embedding(
         self, z: torch.Tensor, batch_index: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
 from scvi.distributions import NegativeBinomial
-from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from scvi.module.base import LossOutput, auto_move_data
 from torch import nn
 
-from scssl.data._normalize import TARGET_SUM, normalize_log1p
+from scssl.data._normalize import TARGET_SUM
 from scssl.nn import (
+    DEFAULT_N_HIDDEN,
+    DEFAULT_N_LATENT,
     BatchAdversary,
     GeneProgrammeMask,
     ProgrammeToTFMask,
@@ -32,17 +35,21 @@ from scssl.nn import (
 )
 from scssl.nn._sparse import to_dense
 
-MASKED_PRETEXTS = ("random_mask", "gene_programme_mask", "programme_to_tf")
-CONTRASTIVE_PRETEXTS = ("byol", "barlow_twins")
-PRETEXTS = MASKED_PRETEXTS + CONTRASTIVE_PRETEXTS
-LIKELIHOODS = ("mse", "nb")
+from ._base import EncoderModule
+
+Pretext = Literal["random_mask", "gene_programme_mask", "programme_to_tf", "byol", "barlow_twins"]
+Likelihood = Literal["mse", "nb"]
+PRETEXTS: tuple[str, ...] = get_args(Pretext)
+MASKED_PRETEXTS = PRETEXTS[:3]
+CONTRASTIVE_PRETEXTS = PRETEXTS[3:]
+LIKELIHOODS: tuple[str, ...] = get_args(Likelihood)
 DEFAULT_VIEWS = {
     "byol": (("negbin", "dropout"), ("negbin", "dropout")),
     "barlow_twins": (("negbin", "dropout"), ()),
 }
 
 
-class SSLModule(BaseModuleClass):
+class SSLModule(EncoderModule):
     """MLP encoder pretrained with a self-supervised pretext task.
 
     Masked pretexts (``random_mask``, ``gene_programme_mask``, ``programme_to_tf``) add a
@@ -118,10 +125,10 @@ class SSLModule(BaseModuleClass):
         n_continuous_cov: int = 0,
         n_cats_per_cov: Sequence[int] | None = None,
         *,
-        pretext: str = "random_mask",
-        likelihood: str = "mse",
-        n_latent: int = 64,
-        n_hidden: Sequence[int] = (512, 512, 256, 256),
+        pretext: Pretext = "random_mask",
+        likelihood: Likelihood = "mse",
+        n_latent: int = DEFAULT_N_LATENT,
+        n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
         dropout_rate: float = 0.1,
         activation: str = "selu",
         mask_rate: float = 0.5,
@@ -141,7 +148,14 @@ class SSLModule(BaseModuleClass):
         batch_centering: bool = False,
         batch_adversary_weight: float = 0.0,
     ):
-        super().__init__()
+        super().__init__(
+            n_input,
+            n_latent=n_latent,
+            n_hidden=n_hidden,
+            dropout_rate=dropout_rate,
+            activation=activation,
+            log_normalized=log_normalized,
+        )
         if pretext not in PRETEXTS:
             raise ValueError(f"pretext={pretext!r} is not known; choose one of {list(PRETEXTS)}.")
         if likelihood not in LIKELIHOODS:
@@ -155,19 +169,8 @@ class SSLModule(BaseModuleClass):
             )
         self.pretext = pretext
         self.likelihood = likelihood
-        self.n_input = n_input
         self.n_batch = n_batch
-        self.n_latent = n_latent
-        self.log_normalized = log_normalized
         self.tf_rest_weight = tf_rest_weight
-        self.encoder = mlp(
-            n_input,
-            n_hidden,
-            n_latent,
-            activation=activation,
-            dropout_rate=dropout_rate,
-            sparse_input=True,
-        )
         self.n_batch_covariate = n_batch if n_batch > 1 else 0
         self.batch_centering = bool(batch_centering and self.n_batch_covariate)
         if self.batch_centering:
@@ -235,10 +238,6 @@ class SSLModule(BaseModuleClass):
         return self.pretext in MASKED_PRETEXTS
 
     # ------------------------------------------------------------ inference
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Counts -> ``log1p(normalize_total(1e4))``; identity for log-normalised input."""
-        return x if self.log_normalized else normalize_log1p(x)
-
     def batch_deltas(self) -> torch.Tensor | None:
         """Per-batch shift of the mean log1p expression from the reference, ``(n_batch, G)``."""
         if not self.batch_centering:

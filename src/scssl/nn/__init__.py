@@ -11,11 +11,13 @@ from ._contrastive import (
     ema_update,
 )
 from ._masking import GeneProgrammeMask, ProgrammeToTFMask, RandomMask
-from ._mlp import ACTIVATIONS, SparseInputLinear, mlp
+from ._mlp import ACTIVATIONS, DEFAULT_N_HIDDEN, DEFAULT_N_LATENT, SparseInputLinear, mlp
 
 __all__ = [
     "ACTIVATIONS",
     "AUGMENTATIONS",
+    "DEFAULT_N_HIDDEN",
+    "DEFAULT_N_LATENT",
     "BatchAdversary",
     "DropoutNoise",
     "GeneProgrammeMask",

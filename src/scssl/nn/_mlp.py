@@ -11,6 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 
 ACTIVATIONS = {"selu": nn.SELU, "relu": nn.ReLU, "gelu": nn.GELU}
+#: The study's encoder: 512-512-256-256 hidden units, a 64-d embedding.
+DEFAULT_N_HIDDEN = (512, 512, 256, 256)
+DEFAULT_N_LATENT = 64
 
 
 class SparseInputLinear(nn.Module):

@@ -84,9 +84,9 @@ def predict_protein(
             f"key_added={key_added!r} is the RNA modality the proteins are predicted from; "
             "choose another name."
         )
-    aligned, obs, report = model.align(data, min_overlap=min_overlap)
+    aligned, report = model.align(data, min_overlap=min_overlap)
     prediction = model.predict_protein(
-        aligned if isinstance(data, ad.AnnData) else _with_obs(aligned, obs),
+        aligned,
         batch_size=batch_size,
         transform_batch=transform_batch,
     )
@@ -124,8 +124,3 @@ def predict_protein(
     data.uns.setdefault("scssl", {})[key_added] = info
     logger.info("Proteins of %d cells written to %r.", len(prediction), key_added)
     return data if copy else None
-
-
-def _with_obs(rna: ad.AnnData, obs: pd.DataFrame) -> ad.AnnData:
-    """The aligned RNA with the cells' joint ``obs`` (a batch column of ``mdata.obs`` included)."""
-    return ad.AnnData(X=rna.X, obs=obs, var=rna.var, layers=dict(rna.layers))

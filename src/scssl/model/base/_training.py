@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
+import torch
 from torch import nn
 
+#: Cells per minibatch at inference (embedding, prediction).
+DEFAULT_INFERENCE_BATCH_SIZE = 1024
 
-def custom_optimizer_plan(optimizer_creator: Callable, plan_kwargs: dict | None) -> dict:
-    """``plan_kwargs`` of :class:`scvi.train.TrainingPlan` using ``optimizer_creator``."""
-    return {"optimizer": "Custom", "optimizer_creator": optimizer_creator, **(plan_kwargs or {})}
+
+def adamw(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, with the fused kernel.
+
+    The fused kernel is several times faster than the default on CPU and GPU alike.
+    """
+    trainable = [p for p in params if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def adamw_plan(lr: float, weight_decay: float, plan_kwargs: dict | None) -> dict:
+    """``plan_kwargs`` of :class:`scvi.train.TrainingPlan` that train with :func:`adamw`."""
+    creator = partial(adamw, lr=lr, weight_decay=weight_decay)
+    return {"optimizer": "Custom", "optimizer_creator": creator, **(plan_kwargs or {})}
 
 
 def set_early_stopping(

@@ -1,0 +1,105 @@
+"""scssl's own model files: weights plus plain attributes, readable with ``weights_only=True``.
+
+scvi-tools saves a model as ``model.pt`` holding the state dict, the gene names and the model's
+attributes (registry, constructor parameters, training history), pickled as they are: numpy
+object arrays and pandas DataFrames, which only an unrestricted unpickler can rebuild. scssl
+writes the same three entries with every attribute encoded as plain containers, strings and
+numbers (tagged so that arrays and tables come back exactly), so the file loads with
+``torch.load(weights_only=True)`` and scvi-hub still finds its registry.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._safe_load import load_torch_weights
+
+#: Version of the attribute encoding; files without it were written by scvi-tools' pickler.
+MODEL_FILE_FORMAT = 2
+_ARRAY, _TABLE = "__ndarray__", "__dataframe__"
+
+
+def encode_attributes(value, where: str = "attributes"):
+    """Plain containers, strings and numbers for ``value``; arrays and tables tagged."""
+    if isinstance(value, dict):
+        return {str(k): encode_attributes(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [encode_attributes(v, where) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    if isinstance(value, np.ndarray):
+        return {
+            _ARRAY: value.tolist(),
+            "dtype": value.dtype.str if value.dtype.kind != "O" else "O",
+        }
+    if isinstance(value, pd.DataFrame):
+        return {
+            _TABLE: {str(c): encode_attributes(value[c].to_numpy()) for c in value.columns},
+            "index": encode_attributes(value.index.to_numpy()),
+        }
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool | torch.Tensor):
+        return value
+    raise TypeError(
+        f"{where} is a {type(value).__name__}, which an scssl model file cannot hold; model "
+        "attributes must be plain values, arrays or tables."
+    )
+
+
+def decode_attributes(value):
+    """Inverse of :func:`encode_attributes`."""
+    if isinstance(value, dict):
+        if _ARRAY in value:
+            dtype = value["dtype"]
+            return np.array(value[_ARRAY], dtype=object if dtype == "O" else np.dtype(dtype))
+        if _TABLE in value:
+            columns = {c: decode_attributes(v) for c, v in value[_TABLE].items()}
+            return pd.DataFrame(columns, index=decode_attributes(value["index"]))
+        return {k: decode_attributes(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        items = [decode_attributes(v) for v in value]
+        return tuple(items) if isinstance(value, tuple) else items
+    return value
+
+
+def write_model_file(path: str | Path, state_dict: dict, var_names, attributes: dict) -> None:
+    """Write ``model.pt``: state dict, gene names and encoded attributes."""
+    torch.save(
+        {
+            "model_state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
+            "var_names": encode_attributes(var_names),
+            "attr_dict": encode_attributes(attributes),
+            "scssl_model_file": MODEL_FILE_FORMAT,
+        },
+        str(path),
+    )
+
+
+def read_model_file(path: str | Path) -> tuple[dict, dict]:
+    """State dict and decoded attributes of a ``model.pt`` written by :func:`write_model_file`.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there is no such file.
+    scssl.checkpoints.UnsafeCheckpointError
+        For a file that would run code when loaded (e.g. a model saved by scssl 0.1 through
+        scvi-tools' pickler, or a tampered file).
+    ValueError
+        For a truncated or unreadable file, or one that is not a model file.
+
+    """
+    path = Path(path)
+    content = load_torch_weights(path)
+    missing = [k for k in ("model_state_dict", "attr_dict") if k not in content]
+    if missing:
+        raise ValueError(
+            f"{path} is not an scssl model file: it lacks {missing} (keys: {list(content)[:8]})."
+        )
+    return content["model_state_dict"], decode_attributes(content["attr_dict"])

@@ -1,0 +1,80 @@
+"""Batch centering of SSLEncoder: per-batch mean expression, for training and new batches."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from scvi import REGISTRY_KEYS
+
+from scssl.data import expression_matrix, iterate_minibatches
+from scssl.nn._sparse import to_dense
+
+#: New batches with fewer cells than this are centred on a noisy mean (warned about).
+MIN_CELLS_NEW_BATCH = 50
+_NEW_BATCH = "__query__"
+
+
+def batch_sums(module, matrix, codes: np.ndarray, n_batches: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of log1p-normalised expression and cell count per batch code."""
+    sums = torch.zeros(n_batches, module.n_input, dtype=torch.float64)
+    for chunk, x in iterate_minibatches(matrix, np.arange(matrix.shape[0]), 4096):
+        x_norm = to_dense(module.normalize(x)).double()
+        sums.index_add_(0, torch.as_tensor(codes[chunk]), x_norm)
+    return sums.numpy(), np.bincount(codes, minlength=n_batches)
+
+
+def set_batch_means(model) -> None:
+    """Store each training batch's mean and the mean of all cells in the module's buffers."""
+    module = model.module
+    codes = model.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+    matrix = expression_matrix(model.adata, model._layer)
+    sums, n_cells = batch_sums(module, matrix, codes.astype(np.int64), module.n_batch)
+    with torch.no_grad():
+        module.batch_means.copy_(torch.as_tensor(sums / np.maximum(n_cells, 1)[:, None]))
+        module.reference_mean.copy_(torch.as_tensor(sums.sum(0) / max(n_cells.sum(), 1)))
+
+
+def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:
+    """Each cell's row in a table of batch shifts: training batches, then new batches.
+
+    Cells of batches the model was not trained on (or all cells, when ``adata`` has no batch
+    column) are centred on the mean of their batch in ``adata``.
+    """
+    module = model.module
+    state = model.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+    deltas = module.batch_deltas().detach().cpu()
+    if adata is model.adata:
+        codes = model.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+        return codes.astype(np.int64), deltas
+    key = state.original_key
+    if key in adata.obs:
+        values = adata.obs[key].astype(str).to_numpy()
+    else:
+        warnings.warn(
+            f"adata.obs has no {key!r} column: all cells are treated as one new batch and "
+            "centred on their own mean expression.",
+            UserWarning,
+            stacklevel=4,
+        )
+        values = np.full(adata.n_obs, _NEW_BATCH)
+    known = {str(c): i for i, c in enumerate(state.categorical_mapping)}
+    new = sorted(set(values) - set(known))
+    lookup = {**known, **{name: len(known) + i for i, name in enumerate(new)}}
+    codes = np.array([lookup[v] for v in values], dtype=np.int64)
+    if not new:
+        return codes, deltas
+    matrix = expression_matrix(adata, model._layer)
+    sums, n_cells = batch_sums(module, matrix, codes, len(lookup))
+    small = [name for name in new if n_cells[lookup[name]] < MIN_CELLS_NEW_BATCH]
+    if small:
+        warnings.warn(
+            f"New batches with fewer than {MIN_CELLS_NEW_BATCH} cells are centred on noisy "
+            f"means: {small[:5]}.",
+            UserWarning,
+            stacklevel=4,
+        )
+    new_means = torch.as_tensor(sums[len(known) :] / n_cells[len(known) :, None])
+    new_deltas = new_means.float() - module.reference_mean.detach().cpu()
+    return codes, torch.cat([deltas, new_deltas])

@@ -1,0 +1,26 @@
+"""What the scssl models share: gene vocabulary, one inference path, files, training set-up."""
+
+from ._files import ModelFilesMixin, load_module_state
+from ._inference import InferenceMixin, MinibatchStep
+from ._training import (
+    DEFAULT_INFERENCE_BATCH_SIZE,
+    adamw,
+    adamw_plan,
+    set_early_stopping,
+    training_mode,
+)
+from ._vocabulary import GeneVocabularyMixin, batch_codes
+
+__all__ = [
+    "DEFAULT_INFERENCE_BATCH_SIZE",
+    "GeneVocabularyMixin",
+    "InferenceMixin",
+    "MinibatchStep",
+    "ModelFilesMixin",
+    "adamw",
+    "adamw_plan",
+    "batch_codes",
+    "load_module_state",
+    "set_early_stopping",
+    "training_mode",
+]

@@ -735,3 +735,67 @@ def test_published_classifier_predicts_like_the_study(tmp_path, genes_file):
         np.asarray(clf.predict(adata)), np.asarray(names)[logits.argmax(1)]
     )
     assert list(adata.obs.columns) == list(before.obs.columns)  # the user's AnnData untouched
+
+
+# ------------------------------------------------ faithful to the study's own forward passes
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _softplus(x):
+    return np.log1p(np.exp(-np.abs(x))) + np.maximum(x, 0)
+
+
+@pytest.mark.parametrize("kind", ["masked_autoencoder", "masked_autoencoder_nb"])
+def test_published_decoders_reconstruct_as_the_study(kind, tmp_path, genes_file):
+    path, state = write_checkpoint(kind, tmp_path)
+    adata, source = user_adata("symbols")
+    model = scssl.model.SSLEncoder.from_ssl_in_scg(path, genes_file, adata=adata)
+    x = study_input(adata.X.toarray(), source)
+    latent = numpy_forward(state, "encoder.", x)
+    decoded = numpy_forward(state, "decoder.0.", latent)
+    if kind == "masked_autoencoder":
+        # the study's decoder: Sequential(MLP, Sigmoid), on log1p-normalised values
+        expected = _sigmoid(decoded)
+        got = model.get_reconstructed_expression(return_numpy=True)
+    else:
+        # the NB decoder's first `genes` Softplus outputs are the mean in counts
+        expected = _softplus(decoded)[:, :N_GENES]
+        got = model.get_reconstructed_expression(return_numpy=True, kind="counts")
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    assert model.module.decoder_output == (
+        "sigmoid" if kind == "masked_autoencoder" else "softplus"
+    )
+
+
+def test_published_classifier_embeds_after_its_relu(tmp_path, genes_file):
+    path, state = write_checkpoint("classifier", tmp_path)
+    adata, source = user_adata("symbols")
+    model = scssl.model.SSLClassifier.from_ssl_in_scg(path, genes_file, adata)
+    x = study_input(adata.X.toarray(), source)
+    # predict_embedding of the study: the encoder's 8-d output after its ReLU
+    expected = _relu(numpy_forward(state, "classifier.", x, activation="relu", n_layers=5))
+    np.testing.assert_allclose(model.get_latent_representation(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_class_names_follow_the_label_table_index(tmp_path, genes_file):
+    path, _ = write_checkpoint("classifier", tmp_path)
+    labels = tmp_path / "cell_type.parquet"
+    # the study's categorical lookup maps output codes by its index, not by row order
+    pd.DataFrame({"label": ["c3", "c1", "c0", "c4", "c2"]}, index=[3, 1, 0, 4, 2]).to_parquet(
+        labels
+    )
+    parsed = read_ssl_in_scg_classifier(path, genes_file, labels=labels)
+    assert parsed.labels == ["c0", "c1", "c2", "c3", "c4"]
+
+
+def test_byol_heads_load_whole_or_not_at_all(tmp_path, genes_file):
+    path, state = write_checkpoint("byol", tmp_path)
+    model = scssl.model.SSLEncoder.from_ssl_in_scg(path, genes_file)
+    loaded = set(model.pretrained_from_["loaded"])
+    # the study's projector reads a hidden layer of another width: none of it is loaded
+    assert not any(name.startswith(("projector.", "target_projector.")) for name in loaded)
+    assert {"predictor.0.weight", "predictor.1.running_mean", "predictor.3.bias"} <= loaded
+    assert not torch.equal(
+        model.module.projector[0].bias.detach(), state["byol.online_encoder.projector.0.bias"]
+    )

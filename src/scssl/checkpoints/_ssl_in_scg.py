@@ -244,7 +244,11 @@ class _Layout:
 
 
 def _masked_extra(tensors: dict, path: str, n_input: int, nb: bool):
-    """Decoder (and ``px_r`` of the NB variant) under scssl's names, notes, model options."""
+    """Decoder (and ``px_r`` of the NB variant) under scssl's names, notes, model options.
+
+    The study's MSE decoder ends in a Sigmoid and its NB decoder in a Softplus whose first
+    ``genes`` outputs are the mean in counts; the model is built with that output.
+    """
     options: dict = {"likelihood": "nb"} if nb else {}
     if not any(k.startswith("decoder.0.0.") for k in tensors):
         return {}, ["no decoder in the checkpoint"], options
@@ -264,22 +268,15 @@ def _masked_extra(tensors: dict, path: str, n_input: int, nb: bool):
         if tuple(px_r.shape) != (n_input,):
             raise ValueError(f"{path}: px_r has shape {tuple(px_r.shape)}; expected ({n_input},).")
         extra["px_r"] = px_r.float()
-        notes = [
-            "the study's NB decoder ends in Softplus (mean in count space); scssl's NB decoder "
-            "outputs softmax logits scaled by library size, so the decoder is a starting point "
-            "for training, not the study's reconstruction"
-        ]
+        options["decoder_output"] = "softplus"
     elif weight.shape[0] != n_input:
         raise ValueError(
             f"{path}: the decoder outputs {weight.shape[0]} genes but the encoder reads {n_input}."
         )
     else:
-        notes = [
-            "the study's MSE decoder ends in a Sigmoid that scssl's decoder does not have; "
-            "reconstructions differ until the model is trained further"
-        ]
+        options["decoder_output"] = "sigmoid"
     extra.update(_to_scssl(decoder, "decoder", transpose_first=False))
-    return extra, notes, options
+    return extra, [], options
 
 
 def _byol_extra(tensors: dict, path: str, n_input: int):

@@ -16,6 +16,7 @@ from ._splitter import SparseDataSplitter
 from ._validation import (
     check_expression,
     check_expression_matrix,
+    check_obs_column,
     check_unique_var_names,
     expression_matrix,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "census_datamodule",
     "check_expression",
     "check_expression_matrix",
+    "check_obs_column",
     "check_unique_var_names",
     "encode_gene_sets",
     "encode_tf_programmes",

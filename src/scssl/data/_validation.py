@@ -14,6 +14,9 @@ import scipy.sparse as sp
 logger = logging.getLogger(__name__)
 
 _CHUNK_ROWS = 10_000
+#: log1p(normalize_total(1e4)) values cannot exceed log1p(1e4) = 9.2; above this, data declared
+#: log-normalised are something else (counts, scaled counts, other normalisations).
+MAX_LOG_NORMALIZED = 12.0
 
 
 def _row_chunks(matrix, chunk_rows: int = _CHUNK_ROWS):
@@ -100,6 +103,13 @@ def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str 
             "if the data are already normalize_total + log1p, call "
             "setup_anndata(adata, log_normalized=True)."
         )
+    if log_normalized and max_value > MAX_LOG_NORMALIZED:
+        raise ValueError(
+            f"{where} was declared log-normalised (log_normalized=True) but holds values up to "
+            f"{max_value:g}; log1p(normalize_total(1e4)) values stay below "
+            f"{np.log1p(1e4):.1f}. Pass raw counts with log_normalized=False, or normalise first "
+            "(sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata))."
+        )
     if log_normalized and non_integer_example is None and max_value > 20:
         warnings.warn(
             f"{where} was declared log-normalised (log_normalized=True) but holds only integers up "
@@ -150,3 +160,20 @@ def check_expression(adata, layer: str | None, log_normalized: bool) -> None:
     check_expression_matrix(
         expression_matrix(adata, layer), log_normalized=log_normalized, where=where
     )
+
+
+def check_obs_column(adata, key: str | None, name: str) -> None:
+    """A column named by a setup argument exists and has no missing values."""
+    if key is None:
+        return
+    if key not in adata.obs:
+        raise KeyError(
+            f"{name}={key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)})."
+        )
+    n_missing = int(adata.obs[key].isna().sum())
+    if n_missing:
+        raise ValueError(
+            f"adata.obs[{key!r}] ({name}) has {n_missing} missing (NaN) values. Give every cell "
+            f"a value, e.g. adata.obs[{key!r}] = adata.obs[{key!r}].astype(str) (NaN becomes "
+            "'nan', a group of its own), or drop the cells without one."
+        )

@@ -23,6 +23,7 @@ from scssl.data import (
     SparseDataSplitter,
     align_to_vocabulary,
     check_expression,
+    check_obs_column,
     check_unique_var_names,
     warn_ambiguous_symbols,
 )
@@ -38,8 +39,11 @@ from .base import (
     MinibatchStep,
     ModelFilesMixin,
     adamw_plan,
+    checkpointing,
+    interruptible,
     set_early_stopping,
     training_mode,
+    validation_cells,
 )
 
 logger = logging.getLogger(__name__)
@@ -230,12 +234,9 @@ class SSLClassifier(
             labels_check = None
         else:
             labels_check = labels_key
-        for name, key in (("labels_key", labels_check), ("batch_key", batch_key)):
-            if key is not None and key not in adata.obs:
-                raise KeyError(
-                    f"{name}={key!r} is not a column of adata.obs (columns: "
-                    f"{list(adata.obs.columns)})."
-                )
+        check_obs_column(adata, batch_key, "batch_key")
+        if labels_check is not None and labels_check not in adata.obs:
+            check_obs_column(adata, labels_check, "labels_key")
         if labels_check is not None and adata.obs[labels_key].isna().any():
             n_missing = int(adata.obs[labels_key].isna().sum())
             raise ValueError(
@@ -377,10 +378,12 @@ class SSLClassifier(
                 UserWarning,
                 stacklevel=2,
             )
-        aligned, report = encoder.align(adata, min_overlap=min_overlap)
-        if report is not None:
-            logger.info("from_encoder: %s", report)
         setup_args = encoder.registry_["setup_args"]
+        # a new AnnData (sharing the matrix): registering it never touches the user's object
+        aligned, report = align_to_vocabulary(
+            adata, encoder.gene_vocabulary, layer=setup_args["layer"], min_overlap=min_overlap
+        )
+        logger.info("from_encoder: %s", report)
         cls.setup_anndata(
             aligned,
             labels_key=labels_key,
@@ -416,6 +419,7 @@ class SSLClassifier(
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         plan_kwargs: dict | None = None,
+        checkpoint_dir: str | Path | None = None,
         **trainer_kwargs,
     ):
         """Fine-tune on the labelled cells, then fit the softmax temperature.
@@ -446,6 +450,9 @@ class SSLClassifier(
             Lightning's hardware options.
         plan_kwargs
             Further options of :class:`scvi.train.TrainingPlan`.
+        checkpoint_dir
+            Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
+            interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
         **trainer_kwargs
             Further options of the Lightning ``Trainer``.
 
@@ -459,13 +466,6 @@ class SSLClassifier(
             )
         if query:
             calibrate = False
-        if early_stopping and validation_size <= 0:
-            warnings.warn(
-                "early_stopping needs validation cells; disabled because validation_size=0.",
-                UserWarning,
-                stacklevel=2,
-            )
-            early_stopping = False
         if not any(p.requires_grad for p in self.module.parameters()):
             raise ValueError("Nothing to train: every parameter is frozen.")
         if not query and len(self._labelled_codes(np.arange(self.adata.n_obs))[0]) == 0:
@@ -474,8 +474,14 @@ class SSLClassifier(
                 "labels to train."
             )
         plan_kwargs = adamw_plan(lr, weight_decay, plan_kwargs)
-        early_stopping = set_early_stopping(trainer_kwargs, early_stopping, early_stopping_patience)
-        with training_mode(self.module):
+        early_stopping = set_early_stopping(
+            trainer_kwargs,
+            early_stopping,
+            early_stopping_patience,
+            validation_cells(self.adata.n_obs, train_size, validation_size),
+        )
+        trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
+        with interruptible(self), training_mode(self.module):
             out = super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,

@@ -23,6 +23,7 @@ from scssl.data import (
     SparseDataSplitter,
     align_to_vocabulary,
     check_expression,
+    check_obs_column,
     check_unique_var_names,
     encode_gene_sets,
     encode_tf_programmes,
@@ -30,11 +31,12 @@ from scssl.data import (
     read_shards,
 )
 from scssl.module import SSLModule
+from scssl.module._masked import DEFAULT_GENE_SAMPLE_SIZE
 from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS, Likelihood, Pretext
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
 
-from ._centering import centering_table, set_batch_means
+from ._statistics import centering_table, gene_root_mean_square, set_batch_means
 from ._published import load_whole_groups, provenance, read_published
 from .base import (
     GeneVocabularyMixin,
@@ -43,8 +45,11 @@ from .base import (
     ModelFilesMixin,
     adamw_plan,
     batch_codes,
+    checkpointing,
+    interruptible,
     set_early_stopping,
     training_mode,
+    validation_cells,
 )
 
 logger = logging.getLogger(__name__)
@@ -132,13 +137,19 @@ class SSLEncoder(
         the mean of all cells before the encoder (and in the reconstruction target), so that
         embeddings mix batches (batch integration; see the *Batch integration* docs). Cells of
         batches the model has not seen are centred on their own batch mean when embedded.
+    gene_sample_size
+        ``random_mask``: each training minibatch reconstructs a random sample of this many
+        genes, an unbiased estimate of the loss over all genes at a fraction of the cost (the
+        decoder's output layer dominates a step); ``None`` reconstructs all genes. Validation
+        losses and reconstructions always cover all genes.
     **pretext_kwargs
         Further options of the pretext, passed to :class:`scssl.module.SSLModule`:
         ``tf_rest_weight`` (1.0), ``views`` (augmentations of the two views, e.g.
         ``(("negbin", "dropout"), ())``), ``negbin_intensity`` (0.1), ``dropout_intensity`` (0.1),
         ``projection_hidden`` (4096), ``projection_dim`` (256), ``ema_decay_base`` (0.99),
         ``ema_cosine`` (False), ``projector_sizes`` ((256, 256, 512, 512)), ``lambda_offdiag``
-        (0.0051).
+        (0.0051), ``augment_zeros`` (False: contrastive views augment detected genes only and
+        stay sparse), ``decoder_output`` (``"linear"``; published weights set the study's).
 
     Examples
     --------
@@ -165,6 +176,7 @@ class SSLEncoder(
         mask_rate: float | None = None,
         min_targets: int = 5,
         batch_centering: bool = True,
+        gene_sample_size: int | None = DEFAULT_GENE_SAMPLE_SIZE,
         **pretext_kwargs,
     ):
         if adata is None:
@@ -196,11 +208,14 @@ class SSLEncoder(
             programme_members=None if programmes is None else programmes.members,
             tf_index=None if programmes is None else programmes.anchors,
             batch_centering=batch_centering,
+            gene_sample_size=gene_sample_size,
             **pretext_kwargs,
         )
         self.gene_vocabulary_ = vocabulary.to_dict()
         self.programme_names_ = None if programmes is None else programmes.names
         details = f"mask_rate={mask_rate}, likelihood={likelihood}, " if masked else ""
+        if self.module.has_decoder and self.module._samples_genes():
+            self.module.set_gene_importance(gene_root_mean_square(self))
         if self.module.batch_centering:
             set_batch_means(self)
             details += "batch centering, "
@@ -268,11 +283,7 @@ class SSLEncoder(
         setup_method_args = cls._get_setup_method_args(**locals())
         check_expression(adata, layer, log_normalized)
         check_unique_var_names(adata.var_names)
-        if batch_key is not None and batch_key not in adata.obs:
-            raise KeyError(
-                f"batch_key={batch_key!r} is not a column of adata.obs (columns: "
-                f"{list(adata.obs.columns)})."
-            )
+        check_obs_column(adata, batch_key, "batch_key")
         anndata_fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=not log_normalized),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
@@ -297,12 +308,14 @@ class SSLEncoder(
         datamodule=None,
         plan_kwargs: dict | None = None,
         block_size: int | None = None,
+        checkpoint_dir: str | Path | None = None,
         **trainer_kwargs,
     ):
         """Pretrain the encoder with its pretext task.
 
         Minibatches stay sparse from disk to the first layer. Lightning shows a progress bar;
-        a validation split drives early stopping on the validation loss.
+        a validation split drives early stopping on the validation loss. ``max_time=
+        "00:00:10:00"`` (Lightning's option) bounds the training time.
 
         Parameters
         ----------
@@ -320,45 +333,39 @@ class SSLEncoder(
         early_stopping_patience
             Epochs without improvement before stopping.
         accelerator, devices
-            Lightning's hardware options. With ``strategy="ddp"`` (and ``num_nodes=M`` across
-            machines) in ``trainer_kwargs`` each of the ``devices x num_nodes`` ranks trains on
-            its own share of the cells; see ``docs/scaling.md``.
+            Lightning's hardware options. With ``strategy="ddp"`` (and ``num_nodes=M``) in
+            ``trainer_kwargs`` each rank trains on its own share of the cells (``docs/scaling.md``).
         datamodule
-            A ``LightningDataModule`` that yields scvi-tools minibatches, replacing the
-            AnnData-based loading.
+            A ``LightningDataModule`` yielding scvi-tools minibatches, replacing the AnnData.
         plan_kwargs
             Further options of :class:`scvi.train.TrainingPlan`.
         block_size
-            Minibatches are drawn from shuffled blocks of this many consecutive cells, so
-            backed or sharded data are read from disk in runs (see
-            :class:`scssl.data.BlockShuffleSampler`); ``None``: 64 for data on disk, 1 (a plain
-            shuffle) in memory.
+            Minibatches are drawn from shuffled blocks of this many consecutive cells, so data on
+            disk are read in runs (:class:`scssl.data.BlockShuffleSampler`); ``None``: 64 for
+            backed or sharded data, 1 (a plain shuffle) in memory.
+        checkpoint_dir
+            Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
+            interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
         **trainer_kwargs
-            Further options of :class:`scvi.train.Trainer` (Lightning ``Trainer``).
+            Further options of the Lightning ``Trainer`` (``max_time``, ``ckpt_path`` ...).
 
         """
-        plan_kwargs = adamw_plan(lr, weight_decay, plan_kwargs)
-        early_stopping = set_early_stopping(
+        trainer_kwargs = checkpointing(
+            ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs), checkpoint_dir
+        )
+        early_stopping = self._callbacks(
             trainer_kwargs,
             early_stopping,
             early_stopping_patience,
-            train_size=None if datamodule is not None else train_size,
-            # The batch adversary's losses rise as batches mix; stop on the pretext alone.
-            monitor="pretext_loss_validation"
-            if self.module.batch_adversary_weight
-            else "validation_loss",
+            None
+            if datamodule is not None
+            else validation_cells(self.adata.n_obs, train_size, validation_size),
         )
-        if self.module.pretext == "byol":
-            callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
-            trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]
-        # --- scale-out (issue 7): block shuffling for data on disk, DDP rank split
         datasplitter_kwargs = {
             "block_size": block_size,
             **(trainer_kwargs.pop("datasplitter_kwargs", None) or {}),
         }
-        trainer_kwargs = ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs)
-        # --- end scale-out
-        with training_mode(self.module):
+        with interruptible(self), training_mode(self.module):
             return super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,
@@ -368,11 +375,27 @@ class SSLEncoder(
                 load_sparse_tensor=True,
                 batch_size=batch_size,
                 early_stopping=early_stopping,
-                plan_kwargs=plan_kwargs,
+                plan_kwargs=adamw_plan(lr, weight_decay, plan_kwargs),
                 datamodule=datamodule,
                 datasplitter_kwargs=datasplitter_kwargs,
                 **trainer_kwargs,
             )
+
+    def _callbacks(self, trainer_kwargs: dict, early_stopping: bool, patience: int, n_validation):
+        """Early stopping (returns whether it is on) and the BYOL target update."""
+        if self.module.pretext == "byol":
+            callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
+            trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]
+        return set_early_stopping(
+            trainer_kwargs,
+            early_stopping,
+            patience,
+            n_validation,
+            # The batch adversary's losses rise as batches mix; stop on the pretext alone.
+            monitor="pretext_loss_validation"
+            if self.module.batch_adversary_weight
+            else "validation_loss",
+        )
 
     # ------------------------------------------------------ query data
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,8 +37,11 @@ from .base import (
     ModelFilesMixin,
     adamw_plan,
     batch_codes,
+    checkpointing,
+    interruptible,
     set_early_stopping,
     training_mode,
+    validation_cells,
 )
 
 logger = logging.getLogger(__name__)
@@ -385,6 +389,7 @@ class SSLProteinPredictor(
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         plan_kwargs: dict | None = None,
+        checkpoint_dir: str | Path | None = None,
         **trainer_kwargs,
     ):
         """Train the head (and fine-tune the encoder unless frozen) with MSE on log1p proteins.
@@ -408,15 +413,22 @@ class SSLProteinPredictor(
             Lightning's hardware options.
         plan_kwargs
             Further options of :class:`scvi.train.TrainingPlan`.
+        checkpoint_dir
+            Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
+            interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
         **trainer_kwargs
             Further options of :class:`scvi.train.Trainer`.
 
         """
         plan_kwargs = adamw_plan(lr, weight_decay, plan_kwargs)
         early_stopping = set_early_stopping(
-            trainer_kwargs, early_stopping, early_stopping_patience, train_size=train_size
+            trainer_kwargs,
+            early_stopping,
+            early_stopping_patience,
+            validation_cells(self.adata.n_obs, train_size, validation_size),
         )
-        with training_mode(self.module):
+        trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
+        with interruptible(self), training_mode(self.module):
             return super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,

@@ -9,6 +9,7 @@ from scvi.module.base import BaseModuleClass, auto_move_data
 
 from scssl.data._normalize import normalize_log1p
 from scssl.nn import ACTIVATIONS, DEFAULT_N_HIDDEN, DEFAULT_N_LATENT, mlp
+from scssl.nn._sparse import as_csr
 
 
 class EncoderModule(BaseModuleClass):
@@ -62,7 +63,11 @@ class EncoderModule(BaseModuleClass):
         )
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Counts -> ``log1p(normalize_total(1e4))``; identity for log-normalised input."""
+        """Counts -> ``log1p(normalize_total(1e4))``; identity for log-normalised input.
+
+        Minibatches of a CSC matrix become CSR here, one minibatch at a time.
+        """
+        x = as_csr(x)
         return x if self.log_normalized else normalize_log1p(x)
 
     @auto_move_data

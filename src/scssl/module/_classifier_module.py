@@ -117,8 +117,11 @@ class ClassifierModule(EncoderModule):
 
     @auto_move_data
     def embed(self, x: torch.Tensor, query_batch: torch.Tensor | None = None) -> torch.Tensor:
-        """Fine-tuned embedding (encoder output)."""
-        return self._encode(x, query_batch)
+        """Fine-tuned embedding: what the classification layer reads (after the activation).
+
+        As the study's ``predict_embedding`` of its fine-tuned classifiers.
+        """
+        return self.head[0](self._encode(x, query_batch))
 
     @auto_move_data
     def logits(

@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Sequence
 from typing import Literal, get_args
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
-from scvi.distributions import NegativeBinomial
 from scvi.module.base import LossOutput, auto_move_data
 from torch import nn
 
-from scssl.data._normalize import TARGET_SUM
-from scssl.nn import (
-    DEFAULT_N_HIDDEN,
-    DEFAULT_N_LATENT,
-    BatchAdversary,
-    GeneProgrammeMask,
-    ProgrammeToTFMask,
-    RandomMask,
-    SparseInputLinear,
-    View,
-    barlow_twins_loss,
-    barlow_twins_projector,
-    byol_head,
-    byol_loss,
-    ema_decay,
-    ema_update,
-    mlp,
-)
-from scssl.nn._sparse import to_dense
+from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT, BatchAdversary, SparseInputLinear
+from scssl.nn._sparse import as_csr
 
 from ._base import EncoderModule
+from ._contrastive import ContrastivePretextMixin
+from ._masked import MaskedPretextMixin, check_decoder_output
 
 Pretext = Literal["random_mask", "gene_programme_mask", "programme_to_tf", "byol", "barlow_twins"]
 Likelihood = Literal["mse", "nb"]
@@ -43,13 +25,24 @@ PRETEXTS: tuple[str, ...] = get_args(Pretext)
 MASKED_PRETEXTS = PRETEXTS[:3]
 CONTRASTIVE_PRETEXTS = PRETEXTS[3:]
 LIKELIHOODS: tuple[str, ...] = get_args(Likelihood)
-DEFAULT_VIEWS = {
-    "byol": (("negbin", "dropout"), ("negbin", "dropout")),
-    "barlow_twins": (("negbin", "dropout"), ()),
-}
 
 
-class SSLModule(EncoderModule):
+def _check_options(pretext: str, likelihood: str, log_normalized: bool, decoder_output: str):
+    if pretext not in PRETEXTS:
+        raise ValueError(f"pretext={pretext!r} is not known; choose one of {list(PRETEXTS)}.")
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"likelihood={likelihood!r}; choose one of {list(LIKELIHOODS)}.")
+    if likelihood == "nb" and pretext not in MASKED_PRETEXTS:
+        raise ValueError(f"likelihood='nb' needs a masked pretext, not {pretext!r}.")
+    if likelihood == "nb" and log_normalized:
+        raise ValueError(
+            "likelihood='nb' models counts, but the data were registered with "
+            "log_normalized=True. Register raw counts, or use likelihood='mse'."
+        )
+    check_decoder_output(decoder_output, likelihood)
+
+
+class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
     """MLP encoder pretrained with a self-supervised pretext task.
 
     Masked pretexts (``random_mask``, ``gene_programme_mask``, ``programme_to_tf``) add a
@@ -70,6 +63,14 @@ class SSLModule(EncoderModule):
         Reconstruction loss of masked pretexts: ``"mse"`` on log1p-normalised expression, or
         ``"nb"``: negative-binomial log-likelihood of the counts, mean ``softmax(decoder) *
         library size`` and per-gene inverse dispersion ``exp(px_r)``.
+    decoder_output
+        ``"linear"`` (scssl's decoders); ``"sigmoid"``: the study's MSE decoder ends in a
+        Sigmoid; ``"softplus"``: the study's NB decoder, whose Softplus output is the mean in
+        counts. Set by :meth:`scssl.model.SSLEncoder.from_ssl_in_scg` from the checkpoint.
+    gene_sample_size
+        ``random_mask`` training minibatches reconstruct a random sample of this many genes (an
+        unbiased estimate of the loss over all genes; see :mod:`scssl.module._masked`);
+        ``None``: all genes. Validation always uses all genes.
     n_latent
         Embedding size.
     n_hidden
@@ -95,6 +96,9 @@ class SSLModule(EncoderModule):
         ``(("negbin", "dropout"), ())`` (the study's Barlow Twins views).
     negbin_intensity, dropout_intensity
         Strength of the augmentations.
+    augment_zeros
+        Augment undetected genes too, as the study did (makes every view dense), instead of the
+        detected genes only (views stay sparse; the default).
     projection_hidden, projection_dim
         BYOL projector and predictor sizes.
     ema_decay_base, ema_cosine
@@ -113,7 +117,7 @@ class SSLModule(EncoderModule):
         With several batches and a weight above 0: a batch classifier learns to tell each
         cell's batch from its embedding, and the encoder learns, with this weight, to leave the
         classifier guessing uniformly (:class:`scssl.nn.BatchAdversary`). It removes batch
-        effects that differ between cell types, which centring cannot.
+        effects that differ between cell types, which centering cannot.
 
     """
 
@@ -133,12 +137,15 @@ class SSLModule(EncoderModule):
         activation: str = "selu",
         mask_rate: float = 0.5,
         log_normalized: bool = False,
+        decoder_output: str = "linear",
+        gene_sample_size: int | None = None,
         programme_members: np.ndarray | None = None,
         tf_index: np.ndarray | None = None,
         tf_rest_weight: float = 1.0,
         views: Sequence[Sequence[str]] | None = None,
         negbin_intensity: float = 0.1,
         dropout_intensity: float = 0.1,
+        augment_zeros: bool = False,
         projection_hidden: int = 4096,
         projection_dim: int = 256,
         ema_decay_base: float = 0.99,
@@ -156,26 +163,42 @@ class SSLModule(EncoderModule):
             activation=activation,
             log_normalized=log_normalized,
         )
-        if pretext not in PRETEXTS:
-            raise ValueError(f"pretext={pretext!r} is not known; choose one of {list(PRETEXTS)}.")
-        if likelihood not in LIKELIHOODS:
-            raise ValueError(f"likelihood={likelihood!r}; choose one of {list(LIKELIHOODS)}.")
-        if likelihood == "nb" and pretext not in MASKED_PRETEXTS:
-            raise ValueError(f"likelihood='nb' needs a masked pretext, not {pretext!r}.")
-        if likelihood == "nb" and log_normalized:
-            raise ValueError(
-                "likelihood='nb' models counts, but the data were registered with "
-                "log_normalized=True. Register raw counts, or use likelihood='mse'."
-            )
+        _check_options(pretext, likelihood, log_normalized, decoder_output)
         self.pretext = pretext
         self.likelihood = likelihood
+        self.decoder_output = decoder_output
+        self.gene_sample_size = gene_sample_size
         self.n_batch = n_batch
         self.tf_rest_weight = tf_rest_weight
+        self._init_batch_handling(batch_centering, batch_adversary_weight)
+        if pretext in MASKED_PRETEXTS:
+            self._init_decoder(
+                n_hidden, activation, dropout_rate, mask_rate, programme_members, tf_index
+            )
+        else:
+            self._init_contrastive(
+                views,
+                augmentation={
+                    "negbin_intensity": negbin_intensity,
+                    "dropout_intensity": dropout_intensity,
+                    "on_zeros": augment_zeros,
+                },
+                byol={
+                    "projection_hidden": projection_hidden,
+                    "projection_dim": projection_dim,
+                    "ema_decay_base": ema_decay_base,
+                    "ema_cosine": ema_cosine,
+                },
+                barlow_twins={"projector_sizes": projector_sizes, "lambda_offdiag": lambda_offdiag},
+            )
+
+    def _init_batch_handling(self, batch_centering: bool, batch_adversary_weight: float) -> None:
+        n_batch = self.n_batch
         self.n_batch_covariate = n_batch if n_batch > 1 else 0
         self.batch_centering = bool(batch_centering and self.n_batch_covariate)
         if self.batch_centering:
-            self.register_buffer("batch_means", torch.zeros(self.n_batch_covariate, n_input))
-            self.register_buffer("reference_mean", torch.zeros(n_input))
+            self.register_buffer("batch_means", torch.zeros(self.n_batch_covariate, self.n_input))
+            self.register_buffer("reference_mean", torch.zeros(self.n_input))
         if batch_adversary_weight < 0:
             raise ValueError(f"batch_adversary_weight={batch_adversary_weight}; give 0 or more.")
         if batch_adversary_weight and not self.n_batch_covariate:
@@ -183,54 +206,13 @@ class SSLModule(EncoderModule):
                 f"batch_adversary_weight={batch_adversary_weight} is ignored: the data hold one "
                 "batch. Register a batch_key with several batches in setup_anndata.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,
             )
         self.batch_adversary_weight = (
             float(batch_adversary_weight) if self.n_batch_covariate else 0.0
         )
         if self.batch_adversary_weight:
-            self.batch_adversary = BatchAdversary(n_latent, self.n_batch_covariate)
-        if pretext in MASKED_PRETEXTS:
-            self.decoder = mlp(
-                n_latent + self.n_batch_covariate,
-                list(reversed(n_hidden)),
-                n_input,
-                activation=activation,
-                dropout_rate=dropout_rate,
-            )
-            if likelihood == "nb":
-                self.px_r = nn.Parameter(torch.zeros(n_input))
-            self.masking = self._make_masking(pretext, mask_rate, programme_members, tf_index)
-        else:
-            views = DEFAULT_VIEWS[pretext] if views is None else views
-            if len(views) != 2:
-                raise ValueError(f"views must give the augmentations of 2 views, got {views!r}.")
-            self.views = nn.ModuleList(
-                View(names, negbin_intensity, dropout_intensity) for names in views
-            )
-            if pretext == "byol":
-                self.projector = byol_head(n_latent, projection_hidden, projection_dim)
-                self.predictor = byol_head(projection_dim, projection_hidden, projection_dim)
-                self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
-                self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
-                self.ema_decay_base = ema_decay_base
-                self.ema_cosine = ema_cosine
-            else:
-                self.projector = barlow_twins_projector(n_latent, projector_sizes)
-                self.bn = nn.BatchNorm1d(projector_sizes[-1], affine=False)
-                self.lambda_offdiag = lambda_offdiag
-
-    @staticmethod
-    def _make_masking(pretext, mask_rate, members, tf_index) -> nn.Module:
-        if pretext == "random_mask":
-            return RandomMask(mask_rate)
-        if members is None:
-            raise ValueError(f"pretext={pretext!r} needs gene programmes (programme_members).")
-        if pretext == "gene_programme_mask":
-            return GeneProgrammeMask(torch.as_tensor(members), mask_rate)
-        if tf_index is None:
-            raise ValueError("pretext='programme_to_tf' needs the TF of each programme (tf_index).")
-        return ProgrammeToTFMask(torch.as_tensor(members), torch.as_tensor(tf_index))
+            self.batch_adversary = BatchAdversary(self.n_latent, self.n_batch_covariate)
 
     @property
     def has_decoder(self) -> bool:
@@ -252,7 +234,7 @@ class SSLModule(EncoderModule):
         encoder: nn.Sequential | None = None,
         input_weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Encode ``x_norm - deltas[batch_index]`` (or ``x_norm`` without batch centring).
+        """Encode ``x_norm - deltas[batch_index]`` (or ``x_norm`` without batch centering).
 
         The subtraction is folded into the first layer (``W x - W delta``), so a sparse
         ``x_norm`` stays sparse. ``deltas`` defaults to the training batches' shifts. For a
@@ -290,36 +272,6 @@ class SSLModule(EncoderModule):
         """
         return self.encode(self.normalize(x), batch_index, deltas)
 
-    @auto_move_data
-    def reconstruct(
-        self, x: torch.Tensor, batch_index: torch.Tensor | None = None, counts: bool = False
-    ) -> torch.Tensor:
-        """Reconstruction of unmasked cells: log1p-normalised values, or expected counts."""
-        if not self.has_decoder:
-            raise ValueError(
-                f"pretext={self.pretext!r} has no decoder; reconstruction needs a masked pretext "
-                "(random_mask, gene_programme_mask or programme_to_tf)."
-            )
-        library = x.sum(dim=1, keepdim=True).to_dense() if not self.log_normalized else None
-        decoded = self.decode(self.embed(x, batch_index), batch_index)
-        if self.batch_centering and self.likelihood == "mse":
-            decoded = decoded + self.batch_deltas()[batch_index.view(-1).long()]
-        if self.likelihood == "nb":
-            share = torch.softmax(decoded, dim=-1)
-            return share * library if counts else torch.log1p(share * TARGET_SUM)
-        if counts:
-            if library is None:
-                raise ValueError("Expected counts need raw counts; the data are log-normalised.")
-            return torch.expm1(decoded).clamp(min=0.0) * library / TARGET_SUM
-        return decoded
-
-    def decode(self, z: torch.Tensor, batch_index: torch.Tensor | None) -> torch.Tensor:
-        """Decoder output, with the one-hot batch covariate when there are several batches."""
-        if self.n_batch_covariate:
-            one_hot = F.one_hot(batch_index.view(-1).long(), self.n_batch_covariate).to(z.dtype)
-            z = torch.cat([z, one_hot], dim=-1)
-        return self.decoder(z)
-
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict:
         return {
             "x": tensors[REGISTRY_KEYS.X_KEY],
@@ -329,86 +281,42 @@ class SSLModule(EncoderModule):
     def _get_generative_input(self, tensors: dict[str, torch.Tensor], inference_outputs: dict):
         if not self.has_decoder:
             return {"z": inference_outputs["z"]}
-        return {"z": inference_outputs["z"], "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY)}
+        return {
+            "z": inference_outputs["z"],
+            "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY),
+            "columns": inference_outputs["columns"],
+        }
 
     @auto_move_data
     def inference(
         self, x: torch.Tensor, batch_index: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
         """Normalise, then mask (masked pretexts) or augment twice (contrastive) and encode."""
+        x = as_csr(x)
         x_norm = self.normalize(x)
         if not self.has_decoder:
             return self._contrastive_inference(x_norm, batch_index)
-        out = {"x_norm": x_norm}
-        if self.pretext == "programme_to_tf":
-            masked_input, kept, tf = self.masking(x_norm)
-            out["loss_weight"] = self._tf_loss_weight(kept, tf)
-            input_weight = kept.to(x_norm.dtype)
-        else:
-            masked_input, mask = self.masking(x_norm)
-            out["loss_weight"] = mask.to(x_norm.dtype)
-            input_weight = self._keep_scale(mask).to(x_norm.dtype)
-        if not self.batch_centering:
-            input_weight = None
-        out["z"] = self.encode(masked_input, batch_index, input_weight=input_weight)
-        if self.batch_centering and self.likelihood == "mse":
-            out["target_shift"] = self.batch_deltas()[batch_index.view(-1).long()]
-        if self.likelihood == "nb":
-            out["counts"] = to_dense(x)
-        return out
-
-    def _keep_scale(self, mask: torch.Tensor) -> torch.Tensor:
-        """Factor of each input entry after masking: 0 where masked, the keep scale elsewhere."""
-        if isinstance(self.masking, RandomMask):
-            scale = 1.0 / (1.0 - self.masking.rate)
-        else:  # gene programmes: the scale depends on the share hidden in this minibatch
-            scale = 1.0 / (1.0 - mask[0].float().mean()).clamp(min=1e-6)
-        return (~mask) * scale
-
-    def _tf_loss_weight(self, kept: torch.Tensor, tf: torch.Tensor) -> torch.Tensor:
-        """Weight 1 on each cell's TF, ``tf_rest_weight`` shared by the other hidden genes."""
-        tf_one_hot = F.one_hot(tf, self.n_input).to(torch.bool)
-        rest = ~kept & ~tf_one_hot
-        n_rest = rest.sum(dim=1, keepdim=True).clamp(min=1)
-        return tf_one_hot.float() + self.tf_rest_weight * rest.float() / n_rest
-
-    def _contrastive_inference(
-        self, x_norm: torch.Tensor, batch_index: torch.Tensor | None
-    ) -> dict[str, torch.Tensor]:
-        view_1, view_2 = (view(x_norm) for view in self.views)
-        h_1, h_2 = self.encode(view_1, batch_index), self.encode(view_2, batch_index)
-        if self.pretext == "barlow_twins":
-            return {
-                "z": h_1,
-                "projection_1": self.projector(h_1),
-                "projection_2": self.projector(h_2),
-            }
-        with torch.no_grad():
-            target_1 = self.target_projector(
-                self.encode(view_1, batch_index, encoder=self.target_encoder)
-            )
-            target_2 = self.target_projector(
-                self.encode(view_2, batch_index, encoder=self.target_encoder)
-            )
-        return {
-            "z": h_1,
-            "prediction_1": self.predictor(self.projector(h_1)),
-            "prediction_2": self.predictor(self.projector(h_2)),
-            "target_1": target_1,
-            "target_2": target_2,
-        }
+        return self._masked_inference(x, x_norm, batch_index)
 
     @auto_move_data
-    def generative(self, z: torch.Tensor, batch_index: torch.Tensor | None = None) -> dict:
-        """Decode the embedding (masked pretexts); nothing for contrastive pretexts."""
+    def generative(
+        self,
+        z: torch.Tensor,
+        batch_index: torch.Tensor | None = None,
+        columns: torch.Tensor | None = None,
+    ) -> dict:
+        """Decode the embedding (masked pretexts; ``columns`` of the loss); nothing otherwise."""
         if not self.has_decoder:
             return {}
-        return {"x_hat": self.decode(z, batch_index)}
+        return {"x_hat": self.decode(z, batch_index, columns)}
 
     # ----------------------------------------------------------------- loss
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
         """Pretext loss, plus the batch adversary's cross-entropy when it is on."""
-        output = self._pretext_loss(tensors, inference_outputs, generative_outputs)
+        if self.has_decoder:
+            output = self._reconstruction_loss(inference_outputs, generative_outputs["x_hat"])
+        else:
+            output = self._contrastive_loss(inference_outputs)
         if not self.batch_adversary_weight:
             return output
         classifier, confusion = self.batch_adversary(
@@ -427,49 +335,6 @@ class SSLModule(EncoderModule):
                 "batch_confusion_loss": confusion.detach(),
             },
         )
-
-    def _pretext_loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
-        """Reconstruction loss on hidden entries, or the contrastive loss of the two views."""
-        if self.pretext == "byol":
-            per_cell = byol_loss(
-                inference_outputs["prediction_1"], inference_outputs["target_2"]
-            ) + byol_loss(inference_outputs["prediction_2"], inference_outputs["target_1"])
-            return LossOutput(loss=per_cell.mean(), reconstruction_loss=per_cell)
-        if self.pretext == "barlow_twins":
-            projection_1 = inference_outputs["projection_1"]
-            loss = barlow_twins_loss(
-                projection_1, inference_outputs["projection_2"], self.bn, self.lambda_offdiag
-            )
-            return LossOutput(loss=loss, n_obs_minibatch=projection_1.shape[0])
-        weight = inference_outputs["loss_weight"]
-        error = self._reconstruction_error(inference_outputs, generative_outputs["x_hat"])
-        weighted = error * weight
-        per_cell = weighted.sum(dim=1) / weight.sum(dim=1).clamp(min=1e-8)
-        loss = weighted.sum() / weight.sum().clamp(min=1e-8)
-        return LossOutput(loss=loss, reconstruction_loss=per_cell, n_obs_minibatch=weight.shape[0])
-
-    def _reconstruction_error(self, inference_outputs: dict, x_hat: torch.Tensor) -> torch.Tensor:
-        """Entry-wise squared error (log1p space) or negative NB log-likelihood (counts)."""
-        if self.likelihood == "nb":
-            counts = inference_outputs["counts"]
-            mean = torch.softmax(x_hat, dim=-1) * counts.sum(dim=1, keepdim=True)
-            nb = NegativeBinomial(mu=mean, theta=self.px_r.exp(), validate_args=False)
-            return -nb.log_prob(counts)
-        target = to_dense(inference_outputs["x_norm"])
-        if "target_shift" in inference_outputs:
-            target = target - inference_outputs["target_shift"]
-        return (x_hat - target).pow(2)
-
-    # ---------------------------------------------------------------- BYOL
-    @torch.no_grad()
-    def update_target(self, step: int, total_steps: int | None = None) -> float | None:
-        """BYOL: move the target network towards the online one; returns the decay used."""
-        if self.pretext != "byol":
-            return None
-        decay = ema_decay(self.ema_decay_base, step, total_steps, self.ema_cosine)
-        ema_update(self.target_encoder, self.encoder, decay)
-        ema_update(self.target_projector, self.projector, decay)
-        return decay
 
     @torch.inference_mode()
     def sample(self, tensors: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._sparse import csr_row_ids, csr_with_values
+from ._sparse import column_positions, csr_row_ids, csr_with_values, is_csr
 
 
 class RandomMask(nn.Module):
     """Mask each gene of each cell independently with probability ``rate``.
 
     Kept inputs are scaled by ``1 / (1 - rate)`` (as inverted dropout), masked inputs are set to
-    zero. Works on dense and ``torch.sparse_csr`` input; the returned mask is dense (``True`` =
-    masked) because the reconstruction loss covers masked zeros too.
+    zero. Works on dense and ``torch.sparse_csr`` input. The returned mask (``True`` = masked)
+    is dense because the reconstruction loss covers masked zeros too; with ``columns`` it holds
+    only those genes (a sample the loss is computed on), while the input's other non-zero
+    entries are masked with draws of their own: the masking of the input is the same in law.
     """
 
     def __init__(self, rate: float = 0.5):
@@ -22,14 +24,36 @@ class RandomMask(nn.Module):
             raise ValueError(f"mask rate must be in (0, 1), got {rate}.")
         self.rate = rate
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(masked_input, mask)``."""
-        mask = torch.rand(x.shape, device=x.device) < self.rate
+    def forward(
+        self, x: torch.Tensor, columns: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(masked_input, mask)``; ``mask`` is ``(n_cells, len(columns) or n_genes)``."""
+        n_columns = x.shape[1] if columns is None else len(columns)
+        mask = torch.rand(x.shape[0], n_columns, device=x.device) < self.rate
         keep_scale = 1.0 / (1.0 - self.rate)
-        if x.layout == torch.sparse_csr:
-            kept = ~mask[csr_row_ids(x), x.col_indices()]
-            return csr_with_values(x, x.values() * kept * keep_scale), mask
-        return x * (~mask) * keep_scale, mask
+        if not is_csr(x):
+            full = (
+                mask if columns is None else _scatter_columns(mask, columns, x.shape[1], self.rate)
+            )
+            return x * (~full) * keep_scale, mask
+        rows, cols = csr_row_ids(x), x.col_indices()
+        if columns is None:
+            masked = mask[rows, cols]
+        else:
+            positions = column_positions(columns, x.shape[1])[cols]
+            fresh = torch.rand(len(cols), device=x.device) < self.rate
+            sampled = mask[rows, positions.clamp(min=0)]
+            masked = torch.where(positions >= 0, sampled, fresh)
+        return csr_with_values(x, x.values() * ~masked * keep_scale), mask
+
+
+def _scatter_columns(
+    mask: torch.Tensor, columns: torch.Tensor, n_genes: int, rate: float
+) -> torch.Tensor:
+    """A full ``(n_cells, n_genes)`` mask holding ``mask`` at ``columns``, fresh draws elsewhere."""
+    full = torch.rand(mask.shape[0], n_genes, device=mask.device) < rate
+    full[:, columns] = mask
+    return full
 
 
 def _apply_keep(x: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
@@ -37,7 +61,7 @@ def _apply_keep(x: torch.Tensor, keep: torch.Tensor, scale: torch.Tensor | float
 
     ``keep`` is ``(n_genes,)`` (one mask for the minibatch) or ``(n_cells, n_genes)``.
     """
-    if x.layout == torch.sparse_csr:
+    if is_csr(x):
         rows, cols = csr_row_ids(x), x.col_indices()
         kept = keep[cols] if keep.dim() == 1 else keep[rows, cols]
         return csr_with_values(x, x.values() * kept * scale)

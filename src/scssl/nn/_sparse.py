@@ -5,6 +5,16 @@ from __future__ import annotations
 import torch
 
 
+def is_csr(x: torch.Tensor) -> bool:
+    """Whether ``x`` is a ``torch.sparse_csr`` tensor."""
+    return x.layout == torch.sparse_csr
+
+
+def as_csr(x: torch.Tensor) -> torch.Tensor:
+    """A compressed-sparse-column minibatch (from a CSC matrix) as CSR; others unchanged."""
+    return x.to_sparse_csr() if x.layout == torch.sparse_csc else x
+
+
 def csr_row_ids(x: torch.Tensor) -> torch.Tensor:
     """Row index of every stored value of a CSR tensor."""
     crow = x.crow_indices()
@@ -22,3 +32,23 @@ def csr_with_values(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
 def to_dense(x: torch.Tensor) -> torch.Tensor:
     """Dense copy of a sparse minibatch (decoder targets only, one minibatch at a time)."""
     return x.to_dense() if x.layout != torch.strided else x
+
+
+def column_positions(columns: torch.Tensor, n_columns: int, missing: int = -1) -> torch.Tensor:
+    """For each of ``n_columns`` columns, its position in ``columns`` (``missing`` if absent)."""
+    positions = torch.full((n_columns,), missing, dtype=torch.long, device=columns.device)
+    positions[columns] = torch.arange(len(columns), device=columns.device)
+    return positions
+
+
+def dense_columns(x: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor:
+    """``x[:, columns]`` dense (all columns for ``None``), without densifying all of ``x``."""
+    if columns is None:
+        return to_dense(x)
+    if not is_csr(x):
+        return x[:, columns]
+    # values of columns outside the sample land in one extra column, dropped afterwards
+    positions = column_positions(columns, x.shape[1], missing=len(columns))[x.col_indices()]
+    out = torch.zeros(x.shape[0], len(columns) + 1, dtype=x.dtype, device=x.device)
+    out[csr_row_ids(x), positions] = x.values()
+    return out[:, :-1]

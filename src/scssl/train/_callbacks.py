@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lightning.pytorch.callbacks import Callback
 
 
@@ -19,3 +21,21 @@ class TargetNetworkUpdate(Callback):
         decay = pl_module.module.update_target(trainer.global_step, total)
         if decay is not None:
             pl_module.log("ema_decay", decay, on_step=False, on_epoch=True, sync_dist=True)
+
+
+class LastCheckpoint(Callback):
+    """After every epoch, write ``dirpath/last.ckpt``: weights, optimiser state and epoch.
+
+    A plain callback rather than Lightning's ``ModelCheckpoint``, which scvi-tools' trainer
+    pairs with a checkpoint of its own. Resume with ``train(ckpt_path=dirpath / "last.ckpt")``.
+    """
+
+    filename = "last.ckpt"
+
+    def __init__(self, dirpath):
+        super().__init__()
+        self.dirpath = Path(dirpath)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(self.dirpath / self.filename)

@@ -6,8 +6,11 @@ from ._training import (
     DEFAULT_INFERENCE_BATCH_SIZE,
     adamw,
     adamw_plan,
+    checkpointing,
+    interruptible,
     set_early_stopping,
     training_mode,
+    validation_cells,
 )
 from ._vocabulary import GeneVocabularyMixin, batch_codes
 
@@ -20,7 +23,10 @@ __all__ = [
     "adamw",
     "adamw_plan",
     "batch_codes",
+    "checkpointing",
+    "interruptible",
     "load_module_state",
     "set_early_stopping",
     "training_mode",
+    "validation_cells",
 ]

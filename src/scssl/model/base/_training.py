@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,21 +30,30 @@ def adamw_plan(lr: float, weight_decay: float, plan_kwargs: dict | None) -> dict
     return {"optimizer": "Custom", "optimizer_creator": creator, **(plan_kwargs or {})}
 
 
+def validation_cells(n_cells: int, train_size: float, validation_size: float | None) -> int:
+    """Cells scvi-tools' split sets aside for validation."""
+    if validation_size is None:
+        return n_cells - math.ceil(train_size * n_cells)
+    return math.floor(n_cells * validation_size)
+
+
 def set_early_stopping(
     trainer_kwargs: dict,
     early_stopping: bool,
     patience: int,
-    train_size: float | None = None,
+    n_validation: int | None = None,
     monitor: str = "validation_loss",
 ) -> bool:
     """Add early stopping on ``monitor`` to ``trainer_kwargs``; returns whether it is on.
 
-    With ``train_size >= 1`` there are no validation cells: early stopping is turned off with a
-    warning (pass ``train_size=None`` when validation cells come from elsewhere).
+    Without validation cells (``n_validation == 0``: ``train_size=1``, or too few cells to set
+    any aside) early stopping is turned off with a warning; ``None``: validation cells come
+    from elsewhere (a datamodule).
     """
-    if early_stopping and train_size is not None and train_size >= 1.0:
+    if early_stopping and n_validation == 0:
         warnings.warn(
-            "early_stopping needs validation cells; disabled because train_size=1.",
+            "early_stopping needs validation cells, and the split of the cells (train_size, "
+            "validation_size) leaves none; early stopping is disabled.",
             UserWarning,
             stacklevel=3,
         )
@@ -66,3 +76,45 @@ def training_mode(module: nn.Module) -> Iterator[None]:
         yield
     finally:
         module.eval()
+
+
+def checkpointing(trainer_kwargs: dict, checkpoint_dir) -> dict:
+    """Save ``checkpoint_dir/last.ckpt`` every epoch; check a ``ckpt_path`` before resuming.
+
+    The checkpoint holds the weights, the optimiser's state and the epoch. Lightning reads the
+    file it resumes from itself; scssl first opens it with ``torch.load(weights_only=True)``
+    so that a file that would run code is refused.
+    """
+    from scssl.checkpoints import load_torch_weights
+    from scssl.train import LastCheckpoint
+
+    kwargs = dict(trainer_kwargs)
+    if kwargs.get("ckpt_path") is not None:
+        content = load_torch_weights(kwargs["ckpt_path"])
+        if "optimizer_states" not in content:
+            raise ValueError(
+                f"{kwargs['ckpt_path']} is not a training checkpoint (no optimiser state); "
+                "resume from the last.ckpt that train(checkpoint_dir=...) writes."
+            )
+    if checkpoint_dir is not None:
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), LastCheckpoint(checkpoint_dir)]
+    return kwargs
+
+
+@contextmanager
+def interruptible(model) -> Iterator[None]:
+    """Ctrl+C during training raises ``KeyboardInterrupt``, not Lightning's ``SystemExit``.
+
+    The model keeps the weights of its last step.
+    """
+    try:
+        yield
+    except SystemExit as exit_:
+        if not isinstance(exit_.__context__, KeyboardInterrupt):
+            raise
+        model.is_trained_ = True
+        raise KeyboardInterrupt(
+            "Training was interrupted; the model keeps the weights of its last step. To continue "
+            "with the optimiser's state, train with checkpoint_dir=... and resume with "
+            "ckpt_path='<checkpoint_dir>/last.ckpt'."
+        ) from None

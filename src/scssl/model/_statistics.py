@@ -1,4 +1,4 @@
-"""Batch centering of SSLEncoder: per-batch mean expression, for training and new batches."""
+"""Expression statistics SSLEncoder keeps: per-batch means (batch centering), gene RMS."""
 
 from __future__ import annotations
 
@@ -78,3 +78,23 @@ def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:
     new_means = torch.as_tensor(sums[len(known) :] / n_cells[len(known) :, None])
     new_deltas = new_means.float() - module.reference_mean.detach().cpu()
     return codes, torch.cat([deltas, new_deltas])
+
+
+def gene_root_mean_square(model, max_cells: int = 10_000, seed: int = 0) -> torch.Tensor:
+    """Each gene's root-mean-square log1p-normalised expression, on up to ``max_cells`` cells.
+
+    The importance of the genes when training minibatches decode a sample of them.
+    """
+    matrix = expression_matrix(model.adata, model._layer)
+    n_cells = matrix.shape[0]
+    rows = np.arange(n_cells)
+    if n_cells > max_cells:
+        rows = np.sort(np.random.default_rng(seed).choice(n_cells, max_cells, replace=False))
+    squares = torch.zeros(model.module.n_input, dtype=torch.float64)
+    for _, x in iterate_minibatches(matrix, rows, 4096):
+        x_norm = model.module.normalize(x)
+        if x_norm.layout == torch.sparse_csr:
+            squares.index_add_(0, x_norm.col_indices(), x_norm.values().double() ** 2)
+        else:
+            squares += (x_norm.double() ** 2).sum(0)
+    return (squares / max(len(rows), 1)).sqrt().float()

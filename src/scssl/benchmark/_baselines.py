@@ -84,6 +84,7 @@ def scanvi_model(
     max_epochs: int | None = None,
     seed: int | None = 0,
     unlabeled_category: str = "Unknown",
+    adata: ad.AnnData | None = None,
     **train_kwargs,
 ):
     """ScANVI from a trained scVI model (``scvi.model.SCANVI.from_scvi_model``).
@@ -100,17 +101,26 @@ def scanvi_model(
         Seed set before training; ``None`` keeps the current random state.
     unlabeled_category
         The label of unlabelled cells.
+    adata
+        The AnnData of the scVI model's cells to set up; it is validated against the scVI model
+        first (``from_scvi_model(adata=...)``). ``None``: the scVI model's AnnData, unvalidated.
+        Both give the same model for one scANVI, but not the same random stream for the next
+        one trained from the same scVI model.
     **train_kwargs
-        Further options of ``SCANVI.train``; 100 samples per label as scvi-tools recommends.
+        Further options of ``SCANVI.train``; 100 samples per label, as scvi-tools' tutorials.
 
     """
     import scvi
 
     if seed is not None:
         scvi.settings.seed = seed
-    scvi_trained.adata.obs["_scssl_labels"] = np.asarray(labels).astype(str)
+    cells = scvi_trained.adata if adata is None else adata
+    cells.obs["_scssl_labels"] = np.asarray(labels).astype(str)
     model = scvi.model.SCANVI.from_scvi_model(
-        scvi_trained, unlabeled_category=unlabeled_category, labels_key="_scssl_labels"
+        scvi_trained,
+        unlabeled_category=unlabeled_category,
+        labels_key="_scssl_labels",
+        adata=adata,
     )
     model.train(max_epochs=max_epochs, n_samples_per_label=100, **train_kwargs)
     return model

@@ -111,11 +111,9 @@ def _row(method, task, fold, y_true, predicted, confidence, seconds, **extra) ->
 
 
 def run_group(group: str, task: str, args) -> list[dict]:
+    """The rows of one group of methods on one task (every fold)."""
     import scvi
     import torch
-
-    import scssl
-    from scssl.benchmark import knn_transfer, pca_embedding
 
     torch.set_num_threads(args.threads)
     scvi.settings.seed = args.seed
@@ -123,164 +121,166 @@ def run_group(group: str, task: str, args) -> list[dict]:
     adata, labels_key, batch_key, folds = load_task(
         task, Path(args.data_dir), args.max_cells, args.seed
     )
-    labels = adata.obs[labels_key].astype(str).to_numpy()
-    big = task == "kang"
-    pre_epochs = args.epochs if big else args.small_epochs
-    rows: list[dict] = []
-
-    def knn_rows(name, embedding, seconds, **extra):
-        for fold, ref in folds:
-            t0 = time.perf_counter()
-            predicted, confidence = knn_transfer(embedding[ref], labels[ref], embedding[~ref])
-            rows.append(
-                _row(
-                    name,
-                    task,
-                    fold,
-                    labels[~ref],
-                    predicted,
-                    confidence,
-                    seconds + time.perf_counter() - t0,
-                    **extra,
-                )
-            )
-
-    if group == "pca":
-        t0 = time.perf_counter()
-        embedding = pca_embedding(adata, seed=args.seed)
-        knn_rows("pca_knn", embedding, time.perf_counter() - t0)
-    elif group == "logreg":
-        from sklearn.linear_model import LogisticRegression
-
-        from scssl.benchmark import highly_variable_genes, log_normalize
-
-        lognorm = log_normalize(adata)
-        for fold, ref in folds:
-            t0 = time.perf_counter()
-            reference = lognorm[ref]
-            genes = reference.var_names[highly_variable_genes(reference.copy())]
-            classifier = LogisticRegression(max_iter=1000, random_state=args.seed)
-            classifier.fit(reference[:, genes].X, labels[ref])
-            proba = classifier.predict_proba(lognorm[~ref][:, genes].X)
-            predicted = classifier.classes_[proba.argmax(1)]
-            rows.append(
-                _row(
-                    "logreg",
-                    task,
-                    fold,
-                    labels[~ref],
-                    predicted,
-                    proba.max(1),
-                    time.perf_counter() - t0,
-                )
-            )
-    elif group == "scvi":
-        data = adata.copy()
-        scvi.model.SCVI.setup_anndata(data, batch_key=batch_key)
-        model = scvi.model.SCVI(data)
-        t0 = time.perf_counter()
-        model.train(max_epochs=pre_epochs, enable_progress_bar=False)
-        scvi_seconds = time.perf_counter() - t0
-        knn_rows(
-            "scvi_knn",
-            model.get_latent_representation(),
-            scvi_seconds,
-            epochs=len(model.history["elbo_train"]),
-        )
-        for fold, ref in folds:
-            t0 = time.perf_counter()
-            data.obs["_scanvi_labels"] = np.where(ref, labels, "Unknown")
-            scanvi = scvi.model.SCANVI.from_scvi_model(
-                model, "Unknown", labels_key="_scanvi_labels", adata=data
-            )
-            scanvi.train(
-                max_epochs=args.scanvi_epochs, n_samples_per_label=100, enable_progress_bar=False
-            )
-            proba = scanvi.predict(data[~ref], soft=True)
-            predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
-            rows.append(
-                _row(
-                    "scanvi",
-                    task,
-                    fold,
-                    labels[~ref],
-                    predicted,
-                    proba.to_numpy().max(1),
-                    scvi_seconds + time.perf_counter() - t0,
-                )
-            )
-    elif group == "ssl":
-        data = adata.copy()
-        scssl.model.SSLEncoder.setup_anndata(data, batch_key=batch_key)
-        encoder = scssl.model.SSLEncoder(data)
-        t0 = time.perf_counter()
-        encoder.train(max_epochs=pre_epochs, batch_size=128, enable_progress_bar=False)
-        pre_seconds = time.perf_counter() - t0
-        pre_epochs_done = len(encoder.history["train_loss"])
-        knn_rows(
-            "ssl_knn", encoder.get_latent_representation(), pre_seconds, epochs=pre_epochs_done
-        )
-        for fold, ref in folds:
-            reference, query = adata[ref].copy(), adata[~ref].copy()
-            t0 = time.perf_counter()
-            scvi.settings.seed = args.seed
-            clf = scssl.model.SSLClassifier.from_encoder(encoder, reference, labels_key)
-            clf.train(max_epochs=args.finetune_epochs, enable_progress_bar=False)
-            ft_seconds = time.perf_counter() - t0
-            proba = clf.predict(query, soft=True)
-            raw = clf.predict(query, soft=True, calibrated=False).to_numpy()
-            predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
-            from scssl.benchmark import expected_calibration_error
-
-            ece_raw = expected_calibration_error(
-                labels[~ref], proba.columns.to_numpy()[raw.argmax(1)], raw.max(1)
-            )
-            rows.append(
-                _row(
-                    "ssl_finetuned",
-                    task,
-                    fold,
-                    labels[~ref],
-                    predicted,
-                    proba.to_numpy().max(1),
-                    pre_seconds + ft_seconds,
-                    ece_uncalibrated=ece_raw,
-                    calibration=clf.calibration_,
-                    finetune_epochs=len(clf.history["train_loss"]),
-                    pretrain_epochs=pre_epochs_done,
-                )
-            )
-            if task == "pbmc3tech":
-                t0 = time.perf_counter()
-                mapped = scssl.model.SSLClassifier.load_query_data(query, clf)
-                mapped.train(max_epochs=args.adapt_epochs, enable_progress_bar=False)
-                proba = mapped.predict(query, soft=True)
-                predicted = proba.columns.to_numpy()[proba.to_numpy().argmax(1)]
-                rows.append(
-                    _row(
-                        "ssl_finetuned_adapted",
-                        task,
-                        fold,
-                        labels[~ref],
-                        predicted,
-                        proba.to_numpy().max(1),
-                        pre_seconds + ft_seconds + time.perf_counter() - t0,
-                    )
-                )
+    run = {"pca": _pca_rows, "logreg": _logreg_rows, "scvi": _scvi_rows, "ssl": _ssl_rows}[group]
+    rows = run(adata, labels_key, batch_key, folds, task, args)
     for row in rows:
         row["peak_rss_mb"] = _peak_rss_mb()
         row["n_cells"], row["n_genes"] = adata.n_obs, adata.n_vars
     return rows
 
 
-def cached_run_group(group: str, task: str, args) -> list[dict]:
-    """``run_group`` with its rows kept on disk, so that groups can run in parallel processes
-    (``--run GROUP TASK`` started by hand) and an interrupted benchmark resumes."""
+def _pretrain_epochs(task: str, args) -> int:
+    return args.epochs if task == "kang" else args.small_epochs
+
+
+def _knn_rows(name, embedding, labels, folds, task, seconds, **extra) -> list[dict]:
+    """kNN label transfer (``scssl.benchmark.knn_transfer``) from each fold's reference."""
+    from scssl.benchmark import knn_transfer
+
+    rows = []
+    for fold, ref in folds:
+        t0 = time.perf_counter()
+        predicted, confidence = knn_transfer(embedding[ref], labels[ref], embedding[~ref])
+        elapsed = seconds + time.perf_counter() - t0
+        rows.append(_row(name, task, fold, labels[~ref], predicted, confidence, elapsed, **extra))
+    return rows
+
+
+def _soft_row(name, task, fold, y_true, proba, seconds, **extra) -> dict:
+    """A row from probabilities (cells x labels): the most probable label and its probability."""
+    values = proba.to_numpy()
+    predicted = proba.columns.to_numpy()[values.argmax(1)]
+    return _row(name, task, fold, y_true, predicted, values.max(1), seconds, **extra)
+
+
+def _pca_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
+    from scssl.benchmark import pca_embedding
+
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    t0 = time.perf_counter()
+    embedding = pca_embedding(adata, seed=args.seed)
+    return _knn_rows("pca_knn", embedding, labels, folds, task, time.perf_counter() - t0)
+
+
+def _logreg_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
+    from scssl.benchmark import logistic_regression_transfer
+
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    rows = []
+    for fold, ref in folds:
+        t0 = time.perf_counter()
+        proba = logistic_regression_transfer(
+            adata[ref], labels[ref], adata[~ref], seed=args.seed, soft=True
+        )
+        rows.append(_soft_row("logreg", task, fold, labels[~ref], proba, time.perf_counter() - t0))
+    return rows
+
+
+def _scvi_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
+    """scVI + kNN, and scANVI from the same scVI model per fold (query labels hidden)."""
+    from scssl.benchmark import scanvi_model, scvi_model
+
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    t0 = time.perf_counter()
+    scvi = scvi_model(
+        adata,
+        batch_key=batch_key,
+        max_epochs=_pretrain_epochs(task, args),
+        seed=args.seed,
+        enable_progress_bar=False,
+    )
+    scvi_seconds = time.perf_counter() - t0
+    epochs = len(scvi.history["elbo_train"])
+    latent = scvi.get_latent_representation()
+    rows = _knn_rows("scvi_knn", latent, labels, folds, task, scvi_seconds, epochs=epochs)
+    for fold, ref in folds:
+        t0 = time.perf_counter()
+        # As this script always ran scANVI (its scores reproduce): no reseeding (seed=None),
+        # the scVI model's AnnData validated again for each fold (adata=...).
+        scanvi = scanvi_model(
+            scvi,
+            np.where(ref, labels, "Unknown"),
+            max_epochs=args.scanvi_epochs,
+            seed=None,
+            adata=scvi.adata,
+            enable_progress_bar=False,
+        )
+        proba = scanvi.predict(scvi.adata[~ref], soft=True)
+        seconds = scvi_seconds + time.perf_counter() - t0
+        rows.append(_soft_row("scanvi", task, fold, labels[~ref], proba, seconds))
+    return rows
+
+
+def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
+    """SSLEncoder + kNN, then per fold a fine-tuned SSLClassifier (and its query adaptation)."""
+    import scvi
+
+    from scssl.benchmark import expected_calibration_error
+    from scssl.model import SSLClassifier, SSLEncoder
+
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    data = adata.copy()
+    SSLEncoder.setup_anndata(data, batch_key=batch_key)
+    encoder = SSLEncoder(data)
+    t0 = time.perf_counter()
+    encoder.train(
+        max_epochs=_pretrain_epochs(task, args), batch_size=128, enable_progress_bar=False
+    )
+    pre_seconds = time.perf_counter() - t0
+    pre_epochs = len(encoder.history["train_loss"])
+    latent = encoder.get_latent_representation()
+    rows = _knn_rows("ssl_knn", latent, labels, folds, task, pre_seconds, epochs=pre_epochs)
+    for fold, ref in folds:
+        reference, query = adata[ref].copy(), adata[~ref].copy()
+        t0 = time.perf_counter()
+        scvi.settings.seed = args.seed
+        clf = SSLClassifier.from_encoder(encoder, reference, labels_key)
+        clf.train(max_epochs=args.finetune_epochs, enable_progress_bar=False)
+        ft_seconds = time.perf_counter() - t0
+        proba = clf.predict(query, soft=True)
+        raw = clf.predict(query, soft=True, calibrated=False).to_numpy()
+        ece_raw = expected_calibration_error(
+            labels[~ref], proba.columns.to_numpy()[raw.argmax(1)], raw.max(1)
+        )
+        rows.append(
+            _soft_row(
+                "ssl_finetuned",
+                task,
+                fold,
+                labels[~ref],
+                proba,
+                pre_seconds + ft_seconds,
+                ece_uncalibrated=ece_raw,
+                calibration=clf.calibration_,
+                finetune_epochs=len(clf.history["train_loss"]),
+                pretrain_epochs=pre_epochs,
+            )
+        )
+        if task == "pbmc3tech":
+            t0 = time.perf_counter()
+            mapped = SSLClassifier.load_query_data(query, clf)
+            mapped.train(max_epochs=args.adapt_epochs, enable_progress_bar=False)
+            seconds = pre_seconds + ft_seconds + time.perf_counter() - t0
+            proba = mapped.predict(query, soft=True)
+            rows.append(
+                _soft_row("ssl_finetuned_adapted", task, fold, labels[~ref], proba, seconds)
+            )
+    return rows
+
+
+def _cache_path(group: str, task: str, args) -> Path:
+    """Where the rows of a group on a task with these settings are kept."""
     name = (
         f"{group}_{task}_e{args.epochs}_s{args.small_epochs}_f{args.finetune_epochs}"
         f"_sc{args.scanvi_epochs}_a{args.adapt_epochs}_seed{args.seed}_m{args.max_cells}.json"
     )
-    cache = Path(args.cache) / name
+    return Path(args.cache) / name
+
+
+def cached_run_group(group: str, task: str, args) -> list[dict]:
+    """``run_group`` with its rows kept on disk, so that groups can run in parallel processes
+    (``--run GROUP TASK`` started by hand) and an interrupted benchmark resumes."""
+    cache = _cache_path(group, task, args)
     running = cache.with_suffix(".running")
     if not cache.exists() and running.exists():
         while not cache.exists():  # another process computes it
@@ -446,12 +446,7 @@ def merge(args) -> None:
     have = {(r["task"], r["method"]) for r in rows}
     for task in args.tasks:
         for group in args.groups:
-            name = (
-                f"{group}_{task}_e{args.epochs}_s{args.small_epochs}_f{args.finetune_epochs}"
-                f"_sc{args.scanvi_epochs}_a{args.adapt_epochs}_seed{args.seed}"
-                f"_m{args.max_cells}.json"
-            )
-            cache = Path(args.cache) / name
+            cache = _cache_path(group, task, args)
             if cache.exists():
                 for r in json.loads(cache.read_text()):
                     if (r["task"], r["method"]) not in have:

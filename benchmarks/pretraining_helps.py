@@ -68,7 +68,7 @@ def pretrain(kang, epochs: int, seed: int, path: Path):
     return encoder, seconds
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data-dir", default=str(SHARED))
     parser.add_argument("--pretrain-epochs", type=int, default=15)
@@ -82,125 +82,148 @@ def main() -> None:
     parser.add_argument(
         "--rows-from", help="write the outputs from the JSON rows printed in a (partial) run's log"
     )
-    args = parser.parse_args()
-    if args.rows_from:
-        import re
+    return parser.parse_args()
 
-        text = Path(args.rows_from).read_text()
-        rows = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-        match = re.search(r"Kang vocabulary: (\d+) of (\d+) model genes", text)
-        info = {"partial_run_from_log": True}
-        if match:
-            info["alignment"] = {"n_matched": int(match[1]), "n_vocabulary": int(match[2])}
-        write_outputs(rows, args, info)
+
+def _rows_from_log(args) -> None:
+    import re
+
+    text = Path(args.rows_from).read_text()
+    rows = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    match = re.search(r"Kang vocabulary: (\d+) of (\d+) model genes", text)
+    info = {"partial_run_from_log": True}
+    if match:
+        info["alignment"] = {"n_matched": int(match[1]), "n_vocabulary": int(match[2])}
+    write_outputs(rows, args, info)
+
+
+def _encoders(kang, pbmc, args) -> tuple[dict, dict]:
+    """The encoders pretrained on Kang (all genes; with --shared-genes also the shared genes)."""
+    cache = Path(args.cache)
+    encoders, info = {}, {}
+    encoder, seconds = pretrain(kang.copy(), args.pretrain_epochs, 0, cache / "kang_full")
+    encoders["pretrained"] = encoder
+    info["pretrained"] = {"seconds": seconds, "n_genes": kang.n_vars}
+    alignment = encoder.align(pbmc, min_overlap=0.05)[1]
+    info["alignment"] = alignment.as_dict()
+    print(f"alignment of pbmc_3tech to the Kang vocabulary: {alignment}", flush=True)
+    if args.shared_genes:
+        upper = {g.upper() for g in pbmc.var_names}
+        shared = [g for g in kang.var_names if g.upper() in upper]
+        encoder, seconds = pretrain(
+            kang[:, shared].copy(), args.pretrain_epochs, 0, cache / "kang_shared_genes"
+        )
+        encoders["pretrained_shared_genes"] = encoder
+        info["pretrained_shared_genes"] = {"seconds": seconds, "n_genes": len(shared)}
+    return encoders, info
+
+
+def _classifier(model, reference, encoders: dict):
+    """An SSLClassifier from a pretrained encoder, or (``model=None``) the same from scratch."""
+    import scssl
+
+    if model is not None:
+        return scssl.model.SSLClassifier.from_encoder(
+            model, reference, "label_subset", min_overlap=0.05
+        )
+    init = encoders["pretrained"].init_params_
+    arch = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
+    aligned, _ = encoders["pretrained"].align(reference, min_overlap=0.05)
+    scssl.model.SSLClassifier.setup_anndata(aligned, "label_subset")
+    return scssl.model.SSLClassifier(
+        aligned,
+        n_latent=arch["n_latent"],
+        n_hidden=arch["n_hidden"],
+        activation=arch["activation"],
+        dropout_rate=arch["dropout_rate"],
+    )
+
+
+def _setting_rows(pbmc, labels, ref_mask, keep, base, encoders, args) -> list[dict]:
+    """Every method's row for one held-out chemistry, label fraction and seed."""
+    import scvi
+
+    from scssl.benchmark import logistic_regression_transfer, macro_f1
+
+    seed = base["seed"]
+    query = pbmc[~ref_mask].copy()
+    reference = pbmc[ref_mask].copy()
+    reference.obs["label_subset"] = np.where(keep, labels[ref_mask], UNLABELED)
+    rows = []
+    for name, model in [*encoders.items(), ("scratch", None)]:
+        t0 = time.perf_counter()
+        scvi.settings.seed = seed
+        clf = _classifier(model, reference, encoders)
+        clf.train(
+            max_epochs=args.finetune_epochs,
+            enable_progress_bar=False,
+            calibrate=False,
+            train_size=0.85,
+            validation_size=0.15,
+        )
+        predicted = clf.predict(query, min_overlap=0.05)
+        rows.append(
+            {
+                **base,
+                "method": name,
+                "macro_f1": macro_f1(labels[~ref_mask], predicted),
+                "epochs": len(clf.history["train_loss"]),
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
+    t0 = time.perf_counter()
+    predicted = logistic_regression_transfer(
+        pbmc[np.flatnonzero(ref_mask)[keep]], labels[ref_mask][keep], query, seed=seed
+    )
+    rows.append(
+        {
+            **base,
+            "method": "logreg",
+            "macro_f1": macro_f1(labels[~ref_mask], predicted),
+            "seconds": time.perf_counter() - t0,
+        }
+    )
+    print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def main() -> None:
+    args = _parse_args()
+    if args.rows_from:
+        _rows_from_log(args)
         return
 
     import anndata as ad
     import scvi
     import torch
-    from sklearn.linear_model import LogisticRegression
 
     import scssl
-    from scssl.benchmark import highly_variable_genes, log_normalize, macro_f1
 
     torch.set_num_threads(args.threads)
     scvi.settings.dl_num_workers = 0
     data_dir = Path(args.data_dir)
-    cache = Path(args.cache)
     kang = scssl.datasets.kang_ifnb_pbmc(data_dir / "kang_ifnb_pbmc.h5ad")
     if args.max_kang_cells:
         kang = kang[: args.max_kang_cells].copy()
     pbmc = ad.read_h5ad(data_dir / "pbmc_3tech.h5ad")
     pbmc.obs["batch"] = pbmc.obs["batch"].astype(str)
     labels = pbmc.obs["cell_type"].astype(str).to_numpy()
-
-    encoders = {}
-    pretrain_info = {}
-    encoder, seconds = pretrain(kang.copy(), args.pretrain_epochs, 0, cache / "kang_full")
-    encoders["pretrained"] = encoder
-    pretrain_info["pretrained"] = {"seconds": seconds, "n_genes": kang.n_vars}
-    alignment = encoder.align(pbmc, min_overlap=0.05)[1]
-    pretrain_info["alignment"] = alignment.as_dict()
-    print(f"alignment of pbmc_3tech to the Kang vocabulary: {alignment}", flush=True)
-    if args.shared_genes:
-        upper = {g.upper() for g in pbmc.var_names}
-        shared = [g for g in kang.var_names if g.upper() in upper]
-        kang_shared = kang[:, shared].copy()
-        encoder, seconds = pretrain(
-            kang_shared, args.pretrain_epochs, 0, cache / "kang_shared_genes"
-        )
-        encoders["pretrained_shared_genes"] = encoder
-        pretrain_info["pretrained_shared_genes"] = {"seconds": seconds, "n_genes": len(shared)}
-    init = encoders["pretrained"].init_params_
-    arch = {**init.get("non_kwargs", {}), **init.get("kwargs", {})}
-    lognorm = log_normalize(pbmc)
+    encoders, pretrain_info = _encoders(kang, pbmc, args)
 
     rows = []
     for held_out in sorted(pbmc.obs["batch"].unique()):
         ref_mask = (pbmc.obs["batch"] != held_out).to_numpy()
-        query = pbmc[~ref_mask].copy()
         for fraction in FRACTIONS:
             for seed in args.seeds:
                 keep = labelled_subset(labels[ref_mask], fraction, seed)
-                reference = pbmc[ref_mask].copy()
-                reference.obs["label_subset"] = np.where(keep, labels[ref_mask], UNLABELED)
                 base = {
                     "held_out": held_out,
                     "fraction": fraction,
                     "seed": seed,
                     "n_labelled": int(keep.sum()),
                 }
-                for name, model in [*encoders.items(), ("scratch", None)]:
-                    t0 = time.perf_counter()
-                    scvi.settings.seed = seed
-                    if model is not None:
-                        clf = scssl.model.SSLClassifier.from_encoder(
-                            model, reference, "label_subset", min_overlap=0.05
-                        )
-                    else:
-                        aligned, _ = encoders["pretrained"].align(reference, min_overlap=0.05)
-                        scssl.model.SSLClassifier.setup_anndata(aligned, "label_subset")
-                        clf = scssl.model.SSLClassifier(
-                            aligned,
-                            n_latent=arch["n_latent"],
-                            n_hidden=arch["n_hidden"],
-                            activation=arch["activation"],
-                            dropout_rate=arch["dropout_rate"],
-                        )
-                    clf.train(
-                        max_epochs=args.finetune_epochs,
-                        enable_progress_bar=False,
-                        calibrate=False,
-                        train_size=0.85,
-                        validation_size=0.15,
-                    )
-                    predicted = clf.predict(query, min_overlap=0.05)
-                    rows.append(
-                        {
-                            **base,
-                            "method": name,
-                            "macro_f1": macro_f1(labels[~ref_mask], predicted),
-                            "epochs": len(clf.history["train_loss"]),
-                            "seconds": time.perf_counter() - t0,
-                        }
-                    )
-                    print(json.dumps(rows[-1]), flush=True)
-                t0 = time.perf_counter()
-                ref_lognorm = lognorm[np.flatnonzero(ref_mask)[keep]]
-                genes = ref_lognorm.var_names[highly_variable_genes(ref_lognorm.copy())]
-                logreg = LogisticRegression(max_iter=1000, random_state=seed)
-                logreg.fit(ref_lognorm[:, genes].X, labels[ref_mask][keep])
-                predicted = logreg.predict(lognorm[~ref_mask][:, genes].X)
-                rows.append(
-                    {
-                        **base,
-                        "method": "logreg",
-                        "macro_f1": macro_f1(labels[~ref_mask], predicted),
-                        "seconds": time.perf_counter() - t0,
-                    }
-                )
-                print(json.dumps(rows[-1]), flush=True)
-
+                rows += _setting_rows(pbmc, labels, ref_mask, keep, base, encoders, args)
     write_outputs(rows, args, pretrain_info)
 
 

@@ -43,6 +43,13 @@ def test_pretrain_then_embed(kang_demo, tmp_path):
         == 0
     )
     assert ad.read_h5ad(out).obsm["X_scssl"].shape == (300, 8)
+    other = tmp_path / "other.h5ad"
+    common = ["embed", "--model", str(tmp_path / "model"), "--input", str(out)]
+    assert main([*common, "--output", str(other), "--key-added", "X_ssl"]) == 0
+    embedded = ad.read_h5ad(other)
+    assert embedded.obsm["X_ssl"].shape == (300, 8)
+    assert embedded.uns["ssl"]["params"]["key_added"] == "X_ssl"
+    assert embedded.uns["scssl"]["params"]["key_added"] == "X_scssl"  # the first call's, kept
 
 
 def test_bad_input_gives_an_error_message_not_a_traceback(kang_demo, tmp_path, capsys):
@@ -69,12 +76,18 @@ def test_benchmark_missing_keys_exit_2(kang_demo, tmp_path, capsys):
     data = tmp_path / "cells.h5ad"
     kang_demo[:200].copy().write_h5ad(data)
     common = ["benchmark", "--data", str(data), "--out", str(tmp_path / "out")]
-    assert main([*common, "--task", "integration", "--label-key", "cell_type"]) == 2
+    assert main([*common, "--task", "integration", "--labels-key", "cell_type"]) == 2
     assert "needs batch_key (--batch-key" in capsys.readouterr().err
-    assert main([*common, "--task", "integration", "--batch-key", "donor", "--label-key", "x"]) == 2
+    assert (
+        main([*common, "--task", "integration", "--batch-key", "donor", "--labels-key", "x"]) == 2
+    )
     assert "batch_key='donor' is not a column of obs" in capsys.readouterr().err
     assert main([*common, "--task", "label_transfer"]) == 2
-    assert "needs label_key (--label-key" in capsys.readouterr().err
+    assert "needs labels_key (--labels-key" in capsys.readouterr().err
+    assert main([*common, "--task", "reconstruction", "--reference-key", "stim"]) == 2
+    assert "--reference-key applies to the label_transfer task" in capsys.readouterr().err
+    assert main([*common, "--task", "label_transfer", "--held-out", "0.2"]) == 2
+    assert "--held-out applies to the protein and reconstruction tasks" in capsys.readouterr().err
     assert (
         main(
             [
@@ -101,7 +114,7 @@ def test_benchmark_command_writes_report(kang_demo, tmp_path, capsys):
     code = main(
         [
             "benchmark", "--data", str(data), "--task", "label_transfer",
-            "--label-key", "cell_type", "--batch-key", "stim", "--methods", "pca", "logreg",
+            "--labels-key", "cell_type", "--batch-key", "stim", "--methods", "pca", "logreg",
             "--out", str(out),
         ]
     )  # fmt: skip
@@ -140,3 +153,17 @@ def test_benchmark_protein_from_h5mu(tmp_path, capsys):
     assert result["settings"]["protein_mod"] == "adt"
     assert result["settings"]["n_held_out"] == 45
     assert "ridge" in capsys.readouterr().out
+
+
+def test_label_key_is_a_deprecated_alias(kang_demo, tmp_path, capsys):
+    data = tmp_path / "cells.h5ad"
+    kang_demo[::10].copy().write_h5ad(data)
+    out = tmp_path / "out"
+    with pytest.warns(FutureWarning, match="--label-key is deprecated; use --labels-key"):
+        code = main(
+            ["benchmark", "--data", str(data), "--task", "label_transfer", "--label-key",
+             "cell_type", "--batch-key", "stim", "--methods", "pca", "--out", str(out),
+             "--no-plots"]
+        )  # fmt: skip
+    assert code == 0
+    assert json.loads((out / "results.json").read_text())["settings"]["labels_key"] == "cell_type"

@@ -5,9 +5,30 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
-from scssl.module._ssl_module import PRETEXTS
+from scssl.data import DEFAULT_MIN_OVERLAP
+from scssl.module import PRETEXTS
+
+#: Options of ``scssl pretrain`` passed to :class:`~scssl.model.SSLEncoder` under their names.
+ENCODER_OPTIONS = (
+    "pretext",
+    "gene_sets",
+    "likelihood",
+    "n_latent",
+    "mask_rate",
+    "batch_adversary_weight",
+)
+#: Options of ``scssl benchmark`` passed to :func:`~scssl.benchmark.run_benchmark` as they are.
+RUN_OPTIONS = ("task", "out", "batch_key", "labels_key", "methods", "epochs", "max_cells", "layer")
+#: Options of ``scssl benchmark`` for scssl's encoder in every task (``scssl_kwargs``).
+BENCHMARK_ENCODER_OPTIONS = ("pretext", "n_latent")
+
+
+def _options(args: argparse.Namespace, names) -> dict:
+    """``{name: args.name}`` for ``names``."""
+    return {name: getattr(args, name) for name in names}
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -17,17 +38,19 @@ def _demo(args: argparse.Namespace) -> int:
     import scanpy as sc
     import scvi
 
-    import scssl
     from scssl.benchmark import accuracy, knn_transfer, macro_f1, pca_embedding
+    from scssl.datasets import kang_ifnb_pbmc_demo
+    from scssl.model import SSLEncoder
+    from scssl.tl import embed
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scvi.settings.seed = args.seed
-    adata = scssl.datasets.kang_ifnb_pbmc_demo()
+    adata = kang_ifnb_pbmc_demo()
     print(f"[1/4] Kang PBMC demo data: {adata.n_obs} cells x {adata.n_vars} genes (raw counts)")
 
-    scssl.model.SSLEncoder.setup_anndata(adata)
-    model = scssl.model.SSLEncoder(adata, pretext="random_mask")
+    SSLEncoder.setup_anndata(adata)
+    model = SSLEncoder(adata, pretext="random_mask")
     print(f"[2/4] Pretraining SSLEncoder (random masking) for up to {args.max_epochs} epochs")
     start = time.perf_counter()
     # Small data: smaller minibatches give the masked autoencoder enough optimisation steps.
@@ -36,7 +59,7 @@ def _demo(args: argparse.Namespace) -> int:
     model.save(out / "model", overwrite=True)
 
     print("[3/4] Embedding and kNN label transfer CTRL -> STIM (k=5)")
-    scssl.tl.embed(adata, model)
+    embed(adata, model)
     reference = (adata.obs["stim"] == "CTRL").to_numpy()
     truth = adata.obs["cell_type"].to_numpy()[~reference]
     rows = []
@@ -67,22 +90,15 @@ def _pretrain(args: argparse.Namespace) -> int:
     import anndata as ad
     import scvi
 
-    import scssl
+    from scssl.model import SSLEncoder
 
     scvi.settings.seed = args.seed
     adata = ad.read_h5ad(args.input)
-    scssl.model.SSLEncoder.setup_anndata(
+    SSLEncoder.setup_anndata(
         adata, layer=args.layer, batch_key=args.batch_key, log_normalized=args.log_normalized
     )
-    model = scssl.model.SSLEncoder(
-        adata,
-        pretext=args.pretext,
-        gene_sets=args.gene_sets,
-        likelihood=args.likelihood,
-        n_latent=args.n_latent,
-        mask_rate=args.mask_rate,
-        batch_centering=not args.no_batch_centering,
-        batch_adversary_weight=args.batch_adversary_weight,
+    model = SSLEncoder(
+        adata, batch_centering=not args.no_batch_centering, **_options(args, ENCODER_OPTIONS)
     )
     model.train(max_epochs=args.max_epochs, batch_size=args.batch_size)
     model.save(args.out, overwrite=args.overwrite)
@@ -93,13 +109,15 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     import anndata as ad
 
-    import scssl
+    from scssl.model import SSLEncoder
+    from scssl.tl import embed
+    from scssl.tl._uns import uns_key
 
     adata = ad.read_h5ad(args.input)
-    model = scssl.model.SSLEncoder.load_query_data(adata, args.model, min_overlap=args.min_overlap)
-    scssl.tl.embed(adata, model, key_added=args.key_added, min_overlap=args.min_overlap)
+    model = SSLEncoder.load_query_data(adata, args.model, min_overlap=args.min_overlap)
+    embed(adata, model, key_added=args.key_added, min_overlap=args.min_overlap)
     adata.write_h5ad(args.output)
-    alignment = adata.uns["scssl"]["alignment"]
+    alignment = adata.uns[uns_key(args.key_added)]["alignment"]
     print(
         f"Embedded {adata.n_obs} cells ({alignment['n_matched']} of {alignment['n_vocabulary']} "
         f"model genes matched) into obsm[{args.key_added!r}] of {args.output}"
@@ -113,63 +131,76 @@ def _benchmark(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import torch
 
-    from scssl.benchmark import run_benchmark
+    from scssl.benchmark import markdown_table, run_benchmark
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    task_kwargs = {}
-    if args.task == "label_transfer":
-        task_kwargs = {"reference_key": args.reference_key, "reference_value": args.reference_value}
-    if args.task == "integration":
-        task_kwargs.update(n_top_genes=args.n_top_genes, scssl_epochs=args.scssl_epochs)
-    elif args.scssl_epochs is not None or args.n_top_genes is not None:
-        raise ValueError("--scssl-epochs and --n-top-genes apply to the integration task.")
-    if args.task == "protein":
-        task_kwargs.update(rna_mod=args.rna_mod, protein_mod=args.protein_mod)
-    if args.held_out is not None:
-        if args.task not in ("reconstruction", "protein"):
-            raise ValueError("--held-out applies to the reconstruction and protein tasks.")
-        task_kwargs["held_out"] = args.held_out
     scssl_kwargs = {
         name: value
-        for name, value in (
-            ("pretext", args.pretext),
-            ("n_latent", args.n_latent),
-            ("batch_adversary_weight", args.batch_adversary_weight),
-        )
+        for name, value in _options(args, BENCHMARK_ENCODER_OPTIONS).items()
         if value is not None
     }
-    if "batch_adversary_weight" in scssl_kwargs and args.task != "integration":
-        raise ValueError("--batch-adversary-weight applies to the integration task.")
+    task_kwargs = _task_options(args, scssl_kwargs)
     if scssl_kwargs:
         task_kwargs["scssl_kwargs"] = scssl_kwargs
     result = run_benchmark(
         args.data,
-        task=args.task,
-        out=args.out,
-        batch_key=args.batch_key,
-        label_key=args.label_key,
-        methods=args.methods,
-        epochs=args.epochs,
-        max_cells=args.max_cells,
-        layer=args.layer,
         seed=args.seed,
         plots=not args.no_plots,
+        **_options(args, RUN_OPTIONS),
         **task_kwargs,
     )
-    from scssl.benchmark import markdown_table
-
     print(markdown_table(result))
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``scssl`` command."""
-    parser = argparse.ArgumentParser(
-        prog="scssl", description="Self-supervised learning for single-cell omics."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def _declared_task_options() -> dict[str, tuple]:
+    """``{option name: (TaskOption, tasks declaring it, help of each)}`` from the registry."""
+    from scssl.benchmark import TASK_OPTIONS
 
+    declared: dict[str, tuple] = {}
+    for task, options in TASK_OPTIONS.items():
+        for option in options:
+            first, tasks, helps = declared.setdefault(option.name, (option, [], []))
+            if (first.type, first.scssl_kwarg) != (option.type, option.scssl_kwarg):
+                raise ValueError(
+                    f"Tasks {tasks[0]!r} and {task!r} declare the option {option.name!r} with "
+                    "different types; give one of them another name."
+                )
+            tasks.append(task)
+            helps.append(f"{task}: {option.help}" if option.help else task)
+    return declared
+
+
+def _task_options(args: argparse.Namespace, scssl_kwargs: dict) -> dict:
+    """The task options given on the command line (``scssl_kwarg`` ones into ``scssl_kwargs``)."""
+    task_kwargs = {}
+    for name, (option, tasks, _) in _declared_task_options().items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if args.task not in tasks:
+            plural = "s" if len(tasks) > 1 else ""
+            raise ValueError(f"{option.flag} applies to the {' and '.join(tasks)} task{plural}.")
+        (scssl_kwargs if option.scssl_kwarg else task_kwargs)[name] = value
+    return task_kwargs
+
+
+class _DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: works, with a FutureWarning naming the new one."""
+
+    def __init__(self, *args, new: str, **kwargs):
+        self.new = new
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        warnings.warn(
+            f"{option_string} is deprecated; use {self.new}.", FutureWarning, stacklevel=2
+        )
+        setattr(namespace, self.dest, values)
+
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser(
         "demo",
         help="pretrain on shipped Kang PBMCs, embed, transfer labels, UMAP (a few minutes)",
@@ -179,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
 
+
+def _add_pretrain(commands) -> None:
     pretrain = commands.add_parser("pretrain", help="pretrain an SSLEncoder on an .h5ad file")
     pretrain.add_argument("--input", required=True, help=".h5ad with raw counts")
     pretrain.add_argument("--out", required=True, help="folder to save the model to")
@@ -213,17 +246,21 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--overwrite", action="store_true")
     pretrain.set_defaults(func=_pretrain)
 
+
+def _add_embed(commands) -> None:
     embed = commands.add_parser("embed", help="embed an .h5ad file with a saved model")
     embed.add_argument("--model", required=True, help="folder of a saved SSLEncoder")
     embed.add_argument("--input", required=True)
     embed.add_argument("--output", required=True)
     embed.add_argument("--key-added", default="X_scssl")
-    embed.add_argument("--min-overlap", type=float, default=0.5)
+    embed.add_argument("--min-overlap", type=float, default=DEFAULT_MIN_OVERLAP)
     embed.set_defaults(func=_embed)
 
-    from scssl.benchmark._tasks import TASK_METHODS
 
-    methods = sorted({m for known in TASK_METHODS.values() for m in known})
+def _add_benchmark(commands) -> None:
+    """``scssl benchmark``: its tasks, methods and task options come from the registry."""
+    from scssl.benchmark import TASK_METHODS
+
     bench = commands.add_parser(
         "benchmark",
         help="score scssl against PCA, scVI, scANVI, totalVI, logistic/ridge regression",
@@ -235,57 +272,47 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--task", required=True, choices=sorted(TASK_METHODS))
     bench.add_argument("--out", required=True, help="output folder")
     bench.add_argument("--batch-key", default=None, help="obs column of batches")
-    bench.add_argument("--label-key", default=None, help="obs column of cell types")
+    bench.add_argument("--labels-key", default=None, help="obs column of cell types")
+    bench.add_argument(
+        "--label-key",
+        dest="labels_key",
+        action=_DeprecatedAlias,
+        new="--labels-key",
+        default=None,
+        help="deprecated spelling of --labels-key",
+    )
     bench.add_argument(
         "--methods",
         nargs="+",
         default=None,
-        choices=methods,
+        choices=sorted({m for known in TASK_METHODS.values() for m in known}),
         help="methods to run (default: all of the task)",
     )
     bench.add_argument("--epochs", type=int, default=None, help="epochs of the neural methods")
-    bench.add_argument(
-        "--scssl-epochs",
-        type=int,
-        default=None,
-        help="integration: epochs of scssl alone (baselines keep --epochs or their defaults)",
-    )
     bench.add_argument("--max-cells", type=int, default=None, help="subsample to this many cells")
     bench.add_argument("--layer", default=None, help="layer with counts (default: X)")
-    bench.add_argument(
-        "--reference-key",
-        default=None,
-        help="label_transfer: obs column marking the reference (default: leave one batch out)",
-    )
-    bench.add_argument("--reference-value", default=None, help="value of --reference-key")
-    bench.add_argument(
-        "--n-top-genes",
-        type=int,
-        default=None,
-        help="integration: every method on these many batch-aware HVGs (default: all genes)",
-    )
-    bench.add_argument(
-        "--held-out",
-        type=float,
-        default=None,
-        help="reconstruction, protein: share of cells held out (default 0.1, 0.2)",
-    )
-    bench.add_argument("--rna-mod", default="rna", help="protein: RNA modality of the MuData")
-    bench.add_argument(
-        "--protein-mod", default=None, help="protein: protein modality (default: prot/protein/adt)"
-    )
     bench.add_argument("--pretext", default=None, choices=PRETEXTS, help="scssl pretext")
     bench.add_argument("--n-latent", type=int, default=None, help="scssl latent size")
-    bench.add_argument(
-        "--batch-adversary-weight",
-        type=float,
-        default=None,
-        help="integration: batch adversary weight of scssl_adversarial (default 0.3)",
-    )
+    for name, (option, _, helps) in _declared_task_options().items():
+        bench.add_argument(
+            option.flag, dest=name, type=option.type, default=None, help="; ".join(helps)
+        )
     bench.add_argument("--seed", type=int, default=0)
     bench.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     bench.add_argument("--no-plots", action="store_true")
     bench.set_defaults(func=_benchmark)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``scssl`` command."""
+    parser = argparse.ArgumentParser(
+        prog="scssl", description="Self-supervised learning for single-cell omics."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_demo(commands)
+    _add_pretrain(commands)
+    _add_embed(commands)
+    _add_benchmark(commands)
     return parser
 
 

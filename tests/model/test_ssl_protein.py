@@ -209,32 +209,6 @@ def test_learns_the_rna_protein_relationship(citeseq):
     assert scores["pearson_mean_per_protein"] > 0.8
 
 
-def test_tl_predict_protein_mudata_and_anndata(trained_predictor, citeseq):
-    model = trained_predictor
-    rna = citeseq.mod["rna"][:40].copy()
-    rna_before = rna.X.copy()
-    query = _mudata_rna_only(rna)
-    assert scssl.tl.predict_protein(query, model) is None
-    assert "prot_pred" in query.mod
-    assert list(query["prot_pred"].var_names) == PROTEINS
-    assert query["prot_pred"].shape == (40, len(PROTEINS))
-    expected = model.predict_protein(rna)
-    np.testing.assert_allclose(query["prot_pred"].X, expected.to_numpy(), atol=1e-6)
-    params = query.uns["scssl"]["prot_pred"]["params"]
-    assert params["key_added"] == "prot_pred" and params["proteins"] == PROTEINS
-    assert (query.mod["rna"].X != rna_before).nnz == 0
-    with pytest.raises(ValueError, match="RNA modality"):
-        scssl.tl.predict_protein(query, model, key_added="rna")
-
-    adata = rna.copy()
-    copied = scssl.tl.predict_protein(adata, model, key_added="proteins", copy=True)
-    assert "proteins" not in adata.obsm
-    frame = copied.obsm["proteins"]
-    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == PROTEINS
-    assert list(frame.index) == list(adata.obs_names)
-    assert copied.uns["scssl"]["proteins"]["alignment"]["share"] == 1.0
-
-
 # ------------------------------------------------------------------ batches
 def test_proteins_missing_in_a_batch_are_masked(citeseq):
     prot = citeseq.mod["prot"]

@@ -1,25 +1,30 @@
 """Metrics and baselines for benchmarking scssl against the tools users would pick instead."""
 
-from . import metrics
+from . import metrics, tasks
 from ._baselines import (
     highly_variable_genes,
     log_normalize,
     logistic_regression_transfer,
     pca_embedding,
+    scanvi_model,
     scvi_embedding,
+    scvi_model,
 )
 from ._knn import knn_transfer
 from ._protein_baselines import ridge_protein_prediction, totalvi_protein_prediction
-from ._protein_task import protein as _protein_task  # noqa: F401 - registers the task
-from ._report import markdown_report, markdown_table, write_report
-from ._tasks import (
+from ._registry import (
+    MUDATA_TASKS,
     TASK_METHODS,
+    TASK_OPTIONS,
+    TASK_REQUIRES,
     TASKS,
-    BenchmarkResult,
-    load_results,
+    TaskOption,
     register_task,
-    run_benchmark,
+    unregister_task,
 )
+from ._report import markdown_report, markdown_table, write_report
+from ._result import BenchmarkResult, load_results
+from ._runner import run_benchmark
 from .metrics import (
     accuracy,
     expected_calibration_error,
@@ -36,9 +41,13 @@ from .metrics import (
 )
 
 __all__ = [
+    "MUDATA_TASKS",
     "TASKS",
     "TASK_METHODS",
+    "TASK_OPTIONS",
+    "TASK_REQUIRES",
     "BenchmarkResult",
+    "TaskOption",
     "accuracy",
     "expected_calibration_error",
     "highly_variable_genes",
@@ -60,10 +69,14 @@ __all__ = [
     "register_task",
     "ridge_protein_prediction",
     "run_benchmark",
+    "scanvi_model",
     "scvi_embedding",
+    "scvi_model",
     "spearman_flattened",
     "spearman_per_protein",
+    "tasks",
     "totalvi_protein_prediction",
+    "unregister_task",
     "weighted_explained_variance",
     "write_report",
 ]

@@ -1,9 +1,10 @@
-"""Zero-shot label transfer by k nearest neighbours in an embedding."""
+"""Zero-shot label transfer by k nearest neighbours in an embedding, for the benchmarks."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.neighbors import KNeighborsClassifier
+
+from scssl.tl._knn import knn_vote
 
 
 def knn_transfer(
@@ -11,13 +12,13 @@ def knn_transfer(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Label each query cell by majority vote of its ``k`` nearest reference cells (Euclidean).
 
+    The vote of :func:`scssl.tl.transfer_labels` (``weights="uniform"``) on arrays, with exact
+    search whatever the reference's size.
+
     Returns
     -------
     Predicted labels and the share of the ``k`` neighbours that voted for them.
 
     """
-    labels = np.asarray(labels).astype(str)
-    classifier = KNeighborsClassifier(n_neighbors=k, weights="uniform").fit(reference, labels)
-    probabilities = classifier.predict_proba(query)
-    winner = probabilities.argmax(axis=1)
-    return classifier.classes_[winner], probabilities[np.arange(len(winner)), winner]
+    vote = knn_vote(reference, labels, query, k=k, weights="uniform", exact_max_cells=None)
+    return vote.predicted, vote.confidence

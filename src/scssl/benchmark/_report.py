@@ -5,23 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ._tasks import BenchmarkResult
+from scssl.pl._benchmark import METRIC_LABELS
 
-METRIC_LABELS = {
-    "total": "scib total",
-    "bio_conservation": "bio conservation",
-    "batch_correction": "batch correction",
-    "macro_f1": "macro F1",
-    "accuracy": "accuracy",
-    "weighted_explained_variance": "weighted explained variance",
-    "mse": "MSE",
-    "pearson_flattened": "Pearson r",
-    "pearson_mean_per_protein": "Pearson r per protein",
-    "pearson_mean_per_cell": "Pearson r per cell",
-    "spearman_flattened": "Spearman rho",
-    "epochs": "epochs",
-    "seconds": "seconds",
-}
+from ._result import BenchmarkResult
 
 
 def _format(value, column: str = "") -> str:
@@ -109,7 +95,7 @@ def write_report(result: BenchmarkResult, out: str | Path, plots: bool = True) -
         matplotlib.use("Agg", force=False)
         import matplotlib.pyplot as plt
 
-        from scssl.pl import benchmark_scores
+        from scssl.pl._benchmark import benchmark_scores
 
         figure = benchmark_scores(result)
         path = out / "scores.png"

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from scssl.benchmark._report import METRIC_LABELS
+#: How metrics are named in plots and reports.
+METRIC_LABELS = {
+    "total": "scib total",
+    "bio_conservation": "bio conservation",
+    "batch_correction": "batch correction",
+    "macro_f1": "macro F1",
+    "accuracy": "accuracy",
+    "weighted_explained_variance": "weighted explained variance",
+    "mse": "MSE",
+    "pearson_flattened": "Pearson r",
+    "pearson_mean_per_protein": "Pearson r per protein",
+    "pearson_mean_per_cell": "Pearson r per cell",
+    "spearman_flattened": "Spearman rho",
+    "epochs": "epochs",
+    "seconds": "seconds",
+}
 
 
 def benchmark_scores(result, metrics=None, ax=None, title: str | None = None):
@@ -29,11 +44,18 @@ def benchmark_scores(result, metrics=None, ax=None, title: str | None = None):
     import matplotlib.pyplot as plt
 
     if not isinstance(result, dict):
+        if not hasattr(result, "to_dict"):
+            raise TypeError(
+                "result must be a scssl.benchmark.BenchmarkResult or its dict (results.json), "
+                f"got {type(result).__name__}."
+            )
         result = result.to_dict()
     metrics = list(metrics or result["metrics"])
     rows = result["rows"]
     if not rows:
         raise ValueError("The result has no rows to plot.")
+    if not metrics:
+        raise ValueError("No metrics to plot.")
     unknown = [m for m in metrics if m not in rows[0]]
     if unknown:
         raise ValueError(f"Metrics {unknown} are not in the result (have {list(rows[0])}).")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Literal, get_args
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from anndata import AnnData
 from matplotlib.axes import Axes
-from sklearn.metrics import f1_score
+
+from scssl.metrics import per_class_f1 as _per_class_f1_scores
+
+Normalize = Literal["true", "pred"] | None
+NORMALIZE = (*get_args(Literal["true", "pred"]), None)
 
 
 def _obs(data: AnnData | pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +50,7 @@ def confusion_matrix(
     data: AnnData | pd.DataFrame,
     true_key: str,
     pred_key: str,
-    normalize: str | None = "true",
+    normalize: Normalize = "true",
     ax: Axes | None = None,
     cmap: str = "Blues",
     annotate: bool = True,
@@ -80,8 +85,8 @@ def confusion_matrix(
     The Axes when ``show`` is false, as scanpy's plotting functions do.
 
     """
-    if normalize not in ("true", "pred", None):
-        raise ValueError(f"normalize={normalize!r}; choose 'true', 'pred' or None.")
+    if normalize not in NORMALIZE:
+        raise ValueError(f"normalize={normalize!r}; choose one of {list(NORMALIZE)}.")
     obs = _obs(data)
     y_true, y_pred = _column(obs, true_key), _column(obs, pred_key)
     rows = sorted(set(y_true))
@@ -157,17 +162,16 @@ def per_class_f1(
     elif not isinstance(pred_keys, Mapping):
         pred_keys = {k: k for k in pred_keys}
     y_true = _column(obs, true_key)
+    scores = {
+        name: _per_class_f1_scores(y_true, _column(obs, key)) for name, key in pred_keys.items()
+    }
     classes = sorted(set(y_true))
-    scores = {}
-    for name, key in pred_keys.items():
-        scores[name] = f1_score(
-            y_true, _column(obs, key), labels=classes, average=None, zero_division=0.0
-        )
     if ax is None:
         _, ax = plt.subplots(figsize=(max(6, 0.6 * len(classes) + 2), 4))
     width = 0.8 / len(scores)
     positions = np.arange(len(classes))
-    for i, (name, values) in enumerate(scores.items()):
+    for i, (name, per_class) in enumerate(scores.items()):
+        values = [per_class[c] for c in classes]
         ax.bar(
             positions + (i - (len(scores) - 1) / 2) * width,
             values,

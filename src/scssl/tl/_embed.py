@@ -6,8 +6,9 @@ import logging
 
 from anndata import AnnData
 
-from scssl._version import __version__
 from scssl.data import DEFAULT_MIN_OVERLAP
+
+from ._uns import alignment_info, tool_params, uns_key
 
 logger = logging.getLogger(__name__)
 
@@ -15,6 +16,7 @@ logger = logging.getLogger(__name__)
 def embed(
     adata: AnnData,
     model,
+    *,
     key_added: str = "X_scssl",
     batch_size: int | None = None,
     min_overlap: float = DEFAULT_MIN_OVERLAP,
@@ -48,26 +50,22 @@ def embed(
 
     ``adata.obsm[key_added]``
         The embedding, ``(n_cells, n_latent)``.
-    ``adata.uns['scssl']``
+    ``adata.uns[key]``, ``key`` being ``key_added`` without its ``"X_"`` prefix (``"scssl"``)
         ``params`` of the call and the gene ``alignment`` report (matched genes and share).
 
     """
     adata = adata.copy() if copy else adata
     aligned, report = model.align(adata, min_overlap=min_overlap)
     adata.obsm[key_added] = model.get_latent_representation(aligned, batch_size=batch_size)
-    uns = adata.uns.setdefault("scssl", {})
-    uns["params"] = {
-        "key_added": key_added,
-        "model": type(model).__name__,
-        "pretext": model.module.pretext,
-        "n_latent": int(model.module.n_latent),
-        "scssl_version": __version__,
+    adata.uns[uns_key(key_added)] = {
+        "params": tool_params(
+            model,
+            key_added=key_added,
+            pretext=model.module.pretext,
+            n_latent=int(model.module.n_latent),
+            min_overlap=min_overlap,
+        ),
+        "alignment": alignment_info(model, report),
     }
-    n_vocab = len(model.gene_vocabulary)
-    uns["alignment"] = (
-        report.as_dict()
-        if report is not None
-        else {"n_vocabulary": n_vocab, "n_matched": n_vocab, "share": 1.0, "matched_by": "exact"}
-    )
     logger.info("Embedding of %d cells written to adata.obsm[%r].", adata.n_obs, key_added)
     return adata if copy else None

@@ -10,8 +10,9 @@ import mudata
 import pandas as pd
 from mudata import MuData
 
-from scssl._version import __version__
 from scssl.data import DEFAULT_MIN_OVERLAP
+
+from ._uns import alignment_info, tool_params, uns_key
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,7 @@ logger = logging.getLogger(__name__)
 def predict_protein(
     data: MuData | ad.AnnData,
     model,
+    *,
     key_added: str = "prot_pred",
     batch_size: int | None = None,
     transform_batch: str | None = None,
@@ -55,15 +57,15 @@ def predict_protein(
 
     ``data.mod[key_added]``
         AnnData of the RNA cells x predicted proteins (protein names as ``var_names``),
-        ``log1p`` counts in ``.X``; its ``.uns['scssl']`` holds the parameters.
+        ``log1p`` counts in ``.X``; its ``.uns[key]`` holds the call's information too.
 
     and for an AnnData:
 
     ``data.obsm[key_added]``
         DataFrame of cells x proteins (``log1p`` counts).
 
-    In both cases ``.uns['scssl'][key_added]`` holds the call's ``params`` and the gene
-    ``alignment`` report.
+    In both cases ``data.uns[key]`` (``key`` is ``key_added`` without an ``"X_"`` prefix, so
+    ``"prot_pred"``) holds the call's ``params`` and the gene ``alignment`` report.
 
     Examples
     --------
@@ -71,56 +73,62 @@ def predict_protein(
     >>> mdata_rna_only["prot_pred"].to_df()
 
     """
-    if not isinstance(data, MuData | ad.AnnData):
-        raise TypeError(f"data must be a MuData or an AnnData, got {type(data).__name__}.")
-    if not hasattr(model, "predict_protein"):
-        raise TypeError(
-            f"model must be a trained scssl.model.SSLProteinPredictor, got {type(model).__name__}."
-        )
+    _check_arguments(data, model, key_added)
     data = data.copy() if copy else data
-    rna_key = model._rna_key
-    if isinstance(data, MuData) and key_added == rna_key:
-        raise ValueError(
-            f"key_added={key_added!r} is the RNA modality the proteins are predicted from; "
-            "choose another name."
-        )
     aligned, report = model.align(data, min_overlap=min_overlap)
     prediction = model.predict_protein(
         aligned,
         batch_size=batch_size,
         transform_batch=transform_batch,
     )
-    n_vocab = len(model.gene_vocabulary)
     info = {
-        "params": {
-            "key_added": key_added,
-            "model": type(model).__name__,
-            "proteins": list(model.protein_names),
-            "values": "log1p protein counts",
-            "transform_batch": transform_batch,
-            "scssl_version": __version__,
-        },
-        "alignment": report.as_dict()
-        if report is not None
-        else {"n_vocabulary": n_vocab, "n_matched": n_vocab, "share": 1.0, "matched_by": "exact"},
+        "params": tool_params(
+            model,
+            key_added=key_added,
+            proteins=list(model.protein_names),
+            values="log1p protein counts",
+            transform_batch=transform_batch,
+            min_overlap=min_overlap,
+        ),
+        "alignment": alignment_info(model, report),
     }
     if isinstance(data, MuData):
-        if key_added in data.mod:
-            logger.info("Replacing the modality %r.", key_added)
-        predicted = ad.AnnData(
-            X=prediction.to_numpy(),
-            obs=pd.DataFrame(index=prediction.index),
-            var=pd.DataFrame(index=pd.Index(model.protein_names)),
-        )
-        predicted.uns["scssl"] = info
-        with warnings.catch_warnings(), mudata.set_options(pull_on_update=False):
-            # Protein names may equal gene names (CD19 gene and CD19 protein) and genes may be
-            # duplicated; mudata's legacy update cannot order such names, the current one can.
-            warnings.filterwarnings("ignore", message=".*not unique.*")
-            data.mod[key_added] = predicted
-            data.update()
+        _write_modality(data, key_added, prediction, info)
     else:
         data.obsm[key_added] = prediction
-    data.uns.setdefault("scssl", {})[key_added] = info
+    data.uns[uns_key(key_added)] = info
     logger.info("Proteins of %d cells written to %r.", len(prediction), key_added)
     return data if copy else None
+
+
+def _check_arguments(data, model, key_added: str) -> None:
+    if not isinstance(data, MuData | ad.AnnData):
+        raise TypeError(f"data must be a MuData or an AnnData, got {type(data).__name__}.")
+    if not hasattr(model, "predict_protein"):
+        raise TypeError(
+            f"model must be a trained scssl.model.SSLProteinPredictor, got {type(model).__name__}."
+        )
+    if isinstance(data, MuData) and key_added == model._rna_key:
+        raise ValueError(
+            f"key_added={key_added!r} is the RNA modality the proteins are predicted from; "
+            "choose another name."
+        )
+
+
+def _write_modality(mdata: MuData, key: str, prediction: pd.DataFrame, info: dict) -> None:
+    """The predictions as a new modality ``key`` of cells x proteins."""
+    if key in mdata.mod:
+        logger.info("Replacing the modality %r.", key)
+    predicted = ad.AnnData(
+        X=prediction.to_numpy(),
+        obs=pd.DataFrame(index=prediction.index),
+        var=pd.DataFrame(index=pd.Index(prediction.columns)),
+    )
+    predicted.uns[uns_key(key)] = info
+    with warnings.catch_warnings(), mudata.set_options(pull_on_update=False):
+        # Protein names may equal gene names (CD19 gene and CD19 protein) and genes may be
+        # duplicated; mudata's legacy update cannot order such names, the current one can.
+        warnings.filterwarnings("ignore", message=".*not unique.*")
+        mdata.mod[key] = predicted
+        mdata.update()
+

@@ -1,12 +1,7 @@
 import anndata as ad
-import matplotlib
-
-matplotlib.use("Agg")
-
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.axes import Axes
 
 import scssl
 
@@ -42,7 +37,10 @@ def ref_query(kang_demo):
 def test_transfer_labels_columns_confidence_and_reference_untouched(trained_model, ref_query):
     reference, query = ref_query
     state = _deep_state(reference)
-    assert scssl.tl.transfer_labels(query, reference, "cell_type", model=trained_model) is None
+    assert (
+        scssl.tl.transfer_labels(query, reference, labels_key="cell_type", model=trained_model)
+        is None
+    )
     _assert_same(reference, state)
     pred = query.obs["cell_type_pred"]
     confidence = query.obs["cell_type_confidence"].to_numpy()
@@ -50,8 +48,10 @@ def test_transfer_labels_columns_confidence_and_reference_untouched(trained_mode
     assert set(pred) <= set(reference.obs["cell_type"].astype(str))
     # k=5 majority vote: confidence is a share of 5 votes, at least 1/5
     assert np.all(np.isin(np.round(confidence * 5, 5), [1, 2, 3, 4, 5]))
-    params = query.uns["scssl"]["transfer_labels"]["cell_type"]
-    assert params["method"] == "knn" and params["k"] == 5 and params["search"] == "exact"
+    info = query.uns["cell_type_pred"]
+    params = info["params"]
+    assert params["method"] == "knn" and params["k"] == 5 and params["labels_key"] == "cell_type"
+    assert info["k"] == 5 and info["search"] == "exact"
     # agrees with an independent kNN on the model's embeddings
     expected, _ = scssl.benchmark.knn_transfer(
         trained_model.get_latent_representation(reference),
@@ -66,7 +66,7 @@ def test_min_confidence_rejects_and_distance_weights(trained_model, ref_query):
     out = scssl.tl.transfer_labels(
         query,
         reference,
-        "cell_type",
+        labels_key="cell_type",
         model=trained_model,
         min_confidence=0.8,
         key_added="ct",
@@ -78,7 +78,7 @@ def test_min_confidence_rejects_and_distance_weights(trained_model, ref_query):
     assert low.any() and (~low).any()
     assert (out.obs["ct_pred"][low] == "Unknown").all()
     assert (out.obs["ct_pred"][~low] != "Unknown").all()
-    share = out.uns["scssl"]["transfer_labels"]["ct"]["share_unknown"]
+    share = out.uns["ct_pred"]["share_unknown"]
     assert share == pytest.approx(low.mean())
     # distance weights: confidences are not restricted to multiples of 1/5
     assert not np.all(np.isin(np.round(out.obs["ct_confidence"] * 5, 4), [1, 2, 3, 4, 5]))
@@ -88,13 +88,17 @@ def test_use_rep_and_query_with_missing_genes(trained_model, ref_query):
     reference, query = ref_query
     scssl.tl.embed(reference, trained_model)
     partial = query[:, : int(query.n_vars * 0.7)].copy()
-    scssl.tl.transfer_labels(partial, reference, "cell_type", model=trained_model)
+    scssl.tl.transfer_labels(partial, reference, labels_key="cell_type", model=trained_model)
     assert partial.obs["cell_type_pred"].notna().all()
     scssl.tl.embed(partial, trained_model)
-    scssl.tl.transfer_labels(partial, reference, "cell_type", use_rep="X_scssl", key_added="r")
+    scssl.tl.transfer_labels(
+        partial, reference, labels_key="cell_type", use_rep="X_scssl", key_added="r"
+    )
     np.testing.assert_array_equal(partial.obs["r_pred"], partial.obs["cell_type_pred"])
     with pytest.raises(ValueError, match="model genes"):
-        scssl.tl.transfer_labels(query[:, :100].copy(), reference, "cell_type", model=trained_model)
+        scssl.tl.transfer_labels(
+            query[:, :100].copy(), reference, labels_key="cell_type", model=trained_model
+        )
 
 
 def test_approximate_index_matches_exact_search():
@@ -105,11 +109,12 @@ def test_approximate_index_matches_exact_search():
     reference = ad.AnnData(np.zeros((2500, 1)), obsm={"X": emb[:2500]})
     reference.obs["label"] = pd.Categorical(np.array(list("abcd"))[codes[:2500]])
     query = ad.AnnData(np.zeros((500, 1)), obsm={"X": emb[2500:]})
-    scssl.tl.transfer_labels(query, reference, "label", use_rep="X", key_added="exact")
+    scssl.tl.transfer_labels(query, reference, labels_key="label", use_rep="X", key_added="exact")
     scssl.tl.transfer_labels(
-        query, reference, "label", use_rep="X", key_added="approx", exact_max_cells=100
+        query, reference, labels_key="label", use_rep="X", key_added="approx", exact_max_cells=100
     )
-    assert query.uns["scssl"]["transfer_labels"]["approx"]["search"] == "pynndescent"
+    assert query.uns["approx_pred"]["search"] == "pynndescent"
+    assert query.uns["exact_pred"]["search"] == "exact"
     agree = np.mean(query.obs["exact_pred"].to_numpy() == query.obs["approx_pred"].to_numpy())
     assert agree > 0.98
     assert (
@@ -126,7 +131,9 @@ def test_unseen_labels_and_unlabelled_reference_cells():
     query = ad.AnnData(np.zeros((10, 1)), obsm={"X": rng.normal(size=(10, 3)) + 10})
     query.obs["label"] = "c"  # a cell type the reference does not have
     with pytest.warns(UserWarning, match="without a label"):
-        scssl.tl.transfer_labels(query, reference, "label", use_rep="X", min_confidence=0.99)
+        scssl.tl.transfer_labels(
+            query, reference, labels_key="label", use_rep="X", min_confidence=0.99
+        )
     assert set(query.obs["label_pred"]) <= {"a", "b", "Unknown"}
     assert list(query.obs["label_pred"].cat.categories) == ["a", "b", "Unknown"]
 
@@ -135,7 +142,7 @@ def test_classifier_method(trained_model, ref_query):
     reference, query = ref_query
     clf = scssl.model.SSLClassifier.from_encoder(trained_model, reference, "cell_type")
     clf.train(max_epochs=2, enable_progress_bar=False)
-    scssl.tl.transfer_labels(query, None, "cell_type", model=clf, method="classifier")
+    scssl.tl.transfer_labels(query, None, labels_key="cell_type", model=clf, method="classifier")
     proba = clf.predict(query, soft=True)
     np.testing.assert_allclose(query.obs["cell_type_confidence"], proba.max(1), rtol=1e-5)
     np.testing.assert_array_equal(query.obs["cell_type_pred"].astype(str), clf.predict(query))
@@ -144,47 +151,41 @@ def test_classifier_method(trained_model, ref_query):
 def test_transfer_labels_errors(trained_model, ref_query):
     reference, query = ref_query
     with pytest.raises(KeyError, match="labels_key"):
-        scssl.tl.transfer_labels(query, reference, "celltype", model=trained_model)
+        scssl.tl.transfer_labels(query, reference, labels_key="celltype", model=trained_model)
     with pytest.raises(ValueError, match=r"model= .* or use_rep"):
-        scssl.tl.transfer_labels(query, reference, "cell_type")
+        scssl.tl.transfer_labels(query, reference, labels_key="cell_type")
     with pytest.raises(KeyError, match="use_rep"):
-        scssl.tl.transfer_labels(query, reference, "cell_type", use_rep="X_nope")
+        scssl.tl.transfer_labels(query, reference, labels_key="cell_type", use_rep="X_nope")
     with pytest.raises(ValueError, match="method"):
-        scssl.tl.transfer_labels(query, reference, "cell_type", model=trained_model, method="svm")
+        scssl.tl.transfer_labels(
+            query, reference, labels_key="cell_type", model=trained_model, method="svm"
+        )
     with pytest.raises(ValueError, match="weights"):
-        scssl.tl.transfer_labels(query, reference, "cell_type", model=trained_model, weights="x")
+        scssl.tl.transfer_labels(
+            query, reference, labels_key="cell_type", model=trained_model, weights="x"
+        )
     with pytest.raises(ValueError, match="min_confidence"):
         scssl.tl.transfer_labels(
-            query, reference, "cell_type", model=trained_model, min_confidence=2
+            query, reference, labels_key="cell_type", model=trained_model, min_confidence=2
         )
     with pytest.raises(ValueError, match="SSLClassifier"):
         scssl.tl.transfer_labels(
-            query, reference, "cell_type", model=trained_model, method="classifier"
+            query, reference, labels_key="cell_type", model=trained_model, method="classifier"
         )
 
 
-def test_plots_return_axes_and_save(tmp_path):
-    obs = pd.DataFrame(
-        {
-            "truth": list("aabbbc"),
-            "pred": list("abbbca"),
-            "other": list("aabbbc"),
-        }
+def test_each_key_keeps_its_uns_and_options_are_keyword_only():
+    rng = np.random.default_rng(2)
+    reference = ad.AnnData(np.zeros((40, 1)), obsm={"X": rng.normal(size=(40, 3))})
+    reference.obs["label"] = np.array(["a", "b"] * 20)
+    query = ad.AnnData(np.zeros((8, 1)), obsm={"X": rng.normal(size=(8, 3))})
+    scssl.tl.transfer_labels(query, reference, labels_key="label", use_rep="X", k=3)
+    scssl.tl.transfer_labels(
+        query, reference, labels_key="label", use_rep="X", key_added="w", weights="distance"
     )
-    ax = scssl.pl.confusion_matrix(obs, "truth", "pred", show=False, save=str(tmp_path / "c.png"))
-    assert isinstance(ax, Axes)
-    assert (tmp_path / "c.png").stat().st_size > 0
-    image = ax.images[0].get_array()
-    np.testing.assert_allclose(np.asarray(image).sum(1), 1.0)  # rows normalised
-    counts = scssl.pl.confusion_matrix(obs, "truth", "pred", normalize=None, show=False)
-    assert np.asarray(counts.images[0].get_array()).sum() == 6
-    adata = ad.AnnData(np.zeros((6, 1)), obs=obs)
-    ax = scssl.pl.per_class_f1(adata, "truth", {"m1": "pred", "m2": "other"}, show=False)
-    assert isinstance(ax, Axes)
-    heights = [p.get_height() for p in ax.patches]
-    assert heights[3:] == [1.0, 1.0, 1.0]  # the perfect method
-    assert "macro F1 1.000" in ax.get_legend().get_texts()[1].get_text()
-    with pytest.raises(KeyError, match="nope"):
-        scssl.pl.per_class_f1(obs, "truth", "nope", show=False)
-    with pytest.raises(ValueError, match="normalize"):
-        scssl.pl.confusion_matrix(obs, "truth", "pred", normalize="all", show=False)
+    assert query.uns["label_pred"]["params"]["weights"] == "uniform"
+    assert query.uns["label_pred"]["params"]["k"] == 3
+    assert query.uns["w_pred"]["params"]["weights"] == "distance"
+    assert query.uns["w_pred"]["params"]["key_added"] == "w"
+    with pytest.raises(TypeError, match="positional"):
+        scssl.tl.transfer_labels(query, reference, "label", use_rep="X")

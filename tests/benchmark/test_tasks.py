@@ -8,8 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from scssl.benchmark import TASKS, BenchmarkResult, load_results, register_task, run_benchmark
-from scssl.benchmark._tasks import TASK_METHODS, TASK_REQUIRES
+from scssl.benchmark import BenchmarkResult, load_results, run_benchmark
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def test_label_transfer_reference_query(kang_400, tmp_path):
         kang_400,
         "label_transfer",
         out=tmp_path,
-        label_key="cell_type",
+        labels_key="cell_type",
         reference_key="stim",
         reference_value="CTRL",
         methods=methods,
@@ -60,7 +59,7 @@ def test_label_transfer_leave_one_batch_out(kang_400):
         kang_400,
         "label_transfer",
         batch_key="stim",
-        label_key="cell_type",
+        labels_key="cell_type",
         methods=["pca", "logreg"],
         verbose=False,
     )
@@ -90,47 +89,40 @@ def test_reconstruction(kang_400, tmp_path):
 
 def test_argument_errors(kang_400):
     with pytest.raises(ValueError, match="needs batch_key"):
-        run_benchmark(kang_400, "integration", label_key="cell_type", verbose=False)
+        run_benchmark(kang_400, "integration", labels_key="cell_type", verbose=False)
     with pytest.raises(ValueError, match="Unknown task"):
         run_benchmark(kang_400, "clustering", verbose=False)
     with pytest.raises(ValueError, match="Unknown method"):
         run_benchmark(
-            kang_400, "label_transfer", label_key="cell_type", methods=["umap"], verbose=False
+            kang_400, "label_transfer", labels_key="cell_type", methods=["umap"], verbose=False
         )
     with pytest.raises(KeyError, match="not a column of obs"):
         run_benchmark(
-            kang_400, "integration", batch_key="donor", label_key="cell_type", verbose=False
+            kang_400, "integration", batch_key="donor", labels_key="cell_type", verbose=False
         )
     with pytest.raises(ValueError, match="reference_value"):
         run_benchmark(
-            kang_400, "label_transfer", label_key="cell_type", reference_key="stim", verbose=False
+            kang_400, "label_transfer", labels_key="cell_type", reference_key="stim", verbose=False
         )
     with pytest.raises(FileNotFoundError):
         run_benchmark("no/such/file.h5ad", "reconstruction", verbose=False)
 
 
-def test_a_new_task_is_one_function(kang_400, tmp_path):
-    @register_task("library_size", methods=("raw",), requires=("batch_key",))
-    def library_size(adata, batch_key, methods=None, **_):
-        sizes = np.asarray(adata.X.sum(axis=1)).ravel()
-        return BenchmarkResult(
-            task="library_size",
-            dataset="",
-            rows=[{"method": "raw", "median": float(np.median(sizes))}],
-            metrics=["median"],
-            primary="median",
-        )
-
-    try:
+def test_label_key_still_works_with_a_warning(kang_400):
+    with pytest.warns(FutureWarning, match="labels_key"):
         result = run_benchmark(
-            kang_400, "library_size", out=tmp_path, batch_key="stim", verbose=False
+            kang_400,
+            "label_transfer",
+            batch_key="stim",
+            label_key="cell_type",
+            methods=["pca"],
+            verbose=False,
         )
-        expected = np.median(np.asarray(kang_400.X.sum(axis=1)).ravel())
-        assert result.row("raw")["median"] == pytest.approx(expected)
-        assert (tmp_path / "report.md").exists()
-    finally:
-        for registry in (TASKS, TASK_METHODS, TASK_REQUIRES):
-            registry.pop("library_size")
+    assert result.settings["labels_key"] == "cell_type"
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="differ"):
+        run_benchmark(
+            kang_400, "label_transfer", labels_key="cell_type", label_key="stim", verbose=False
+        )
 
 
 @pytest.mark.skipif(
@@ -145,7 +137,7 @@ def test_integration_with_scib(kang_400, tmp_path):
         "integration",
         out=tmp_path,
         batch_key="stim",
-        label_key="cell_type",
+        labels_key="cell_type",
         methods=methods,
         epochs=2,
         verbose=False,

@@ -11,8 +11,9 @@ import pandas as pd
 
 from scssl.metrics import protein_prediction_scores
 
-from ._protein_baselines import _dense, ridge_protein_prediction, totalvi_protein_prediction
-from ._tasks import BenchmarkResult, _check_methods, _log, register_task
+from .._protein_baselines import _dense, ridge_protein_prediction, totalvi_protein_prediction
+from .._registry import TaskOption, check_methods, progress, register_task
+from .._result import BenchmarkResult
 
 PROTEIN_METHOD_NAMES = {
     "scssl": "scssl SSLEncoder (random mask) + SSLProteinPredictor",
@@ -90,7 +91,16 @@ def _scssl_prediction(rna, protein, test, rna_mod, protein_mod, epochs, seed, sc
     return prediction, info
 
 
-@register_task("protein", methods=("scssl", "totalvi", "ridge"), mudata=True)
+@register_task(
+    "protein",
+    methods=tuple(PROTEIN_METHOD_NAMES),
+    mudata=True,
+    options=(
+        TaskOption("held_out", float, "share of cells held out (default 0.2)"),
+        TaskOption("rna_mod", str, "RNA modality of the MuData (default rna)"),
+        TaskOption("protein_mod", str, "protein modality (default: prot/protein/adt)"),
+    ),
+)
 def protein(
     mdata,
     methods: Sequence[str] | None = None,
@@ -116,7 +126,7 @@ def protein(
     then imputed with the protein background, as the observed counts hold it), ``ridge``
     (``RidgeCV`` from log-normalised RNA).
     """
-    methods = _check_methods("protein", methods)
+    methods = check_methods("protein", methods)
     if not 0 < held_out < 1:
         raise ValueError(f"held_out={held_out}; give a share of cells between 0 and 1.")
     rna, protein, rna_mod, protein_mod = _modalities(mdata, rna_mod, protein_mod)
@@ -130,28 +140,11 @@ def protein(
     )
     rows, per_protein, extra = [], {}, {}
     for method in methods:
-        _log(f"      [{method}] {PROTEIN_METHOD_NAMES[method]}", verbose)
+        progress(f"      [{method}] {PROTEIN_METHOD_NAMES[method]}", verbose)
         start = time.perf_counter()
-        if method == "scssl":
-            prediction, extra[method] = _scssl_prediction(
-                rna, protein, test, rna_mod, protein_mod, epochs, seed, scssl_kwargs
-            )
-        elif method == "totalvi":
-            prediction, model = totalvi_protein_prediction(
-                rna,
-                protein,
-                test,
-                max_epochs=epochs,
-                seed=seed,
-                enable_progress_bar=False,
-                early_stopping=True,
-                # The observed counts hold the background too; totalVI's foreground alone
-                # scored far lower on pbmc5k (Pearson 0.83 vs 0.95, benchmarks/protein.py).
-                include_protein_background=True,
-            )
-            extra[method] = {"epochs": len(model.history["elbo_train"])}
-        else:
-            prediction = ridge_protein_prediction(rna[~test], protein[~test], rna[test])
+        prediction, extra[method] = _predict(
+            method, rna, protein, test, rna_mod, protein_mod, epochs, seed, scssl_kwargs
+        )
         seconds = time.perf_counter() - start
         scores = protein_prediction_scores(truth, np.asarray(prediction, dtype=np.float64))
         per_protein[method] = scores.pop("per_protein")
@@ -184,5 +177,31 @@ def protein(
             "scores on log1p protein counts.",
             "Seconds are wall-clock on the machine that ran the benchmark.",
         ],
-        details={"per_protein": per_protein, "training": extra},
+        details={
+            "per_protein": per_protein,
+            "training": {method: info for method, info in extra.items() if info is not None},
+        },
     )
+
+
+def _predict(method, rna, protein, test, rna_mod, protein_mod, epochs, seed, scssl_kwargs):
+    """The held-out cells' log1p proteins as ``method`` predicts them, and training details."""
+    if method == "scssl":
+        return _scssl_prediction(
+            rna, protein, test, rna_mod, protein_mod, epochs, seed, scssl_kwargs
+        )
+    if method == "totalvi":
+        prediction, model = totalvi_protein_prediction(
+            rna,
+            protein,
+            test,
+            max_epochs=epochs,
+            seed=seed,
+            enable_progress_bar=False,
+            early_stopping=True,
+            # The observed counts hold the background too; totalVI's foreground alone
+            # scored far lower on pbmc5k (Pearson 0.83 vs 0.95, benchmarks/protein.py).
+            include_protein_background=True,
+        )
+        return prediction, {"epochs": len(model.history["elbo_train"])}
+    return ridge_protein_prediction(rna[~test], protein[~test], rna[test]), None

@@ -96,9 +96,7 @@ def test_imports_only_go_down(graph):
             part = _part(target)
             if part is None:
                 wrong.append(f"{module} imports the root package")
-            elif part != source and (
-                LAYERS[part] > LAYERS[source] or (source, part) in FORBIDDEN
-            ):
+            elif part != source and (LAYERS[part] > LAYERS[source] or (source, part) in FORBIDDEN):
                 wrong.append(f"{module} -> {target}")
     assert not wrong, "\n".join(sorted(wrong))
 

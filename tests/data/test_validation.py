@@ -50,9 +50,12 @@ def test_log_normalized_input_is_accepted_and_not_renormalised(small_kang):
     np.testing.assert_array_equal(small_kang.X.data, snapshot[0].data)  # not renormalised
 
 
-def test_counts_declared_log_normalized_warn(small_kang):
-    with pytest.warns(UserWarning, match="looks like raw counts"):
+@pytest.mark.parametrize("scale", [1.0, 0.87])
+def test_counts_declared_log_normalized_are_refused(small_kang, scale):
+    small_kang.X = small_kang.X.multiply(scale).tocsr()
+    with pytest.raises(ValueError, match="looks like raw or scaled counts"):
         SSLEncoder.setup_anndata(small_kang, log_normalized=True)
+    assert "_scvi_uuid" not in small_kang.uns
 
 
 def test_empty_cells_warn_and_embed_without_nan(small_kang):

@@ -5,6 +5,7 @@ from ._gene_sets import (
     encode_gene_sets,
     encode_tf_programmes,
     load_gene_sets,
+    pretext_programmes,
     read_gmt,
 )
 from ._loading import iterate_minibatches, to_torch
@@ -53,6 +54,7 @@ __all__ = [
     "load_gene_sets",
     "normalize_log1p",
     "placeholder_anndata",
+    "pretext_programmes",
     "read_gmt",
     "read_shards",
     "reindex_columns",

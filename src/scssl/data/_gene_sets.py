@@ -208,3 +208,31 @@ def encode_tf_programmes(
         min_targets,
     )
     return EncodedGeneSets(names=names, members=np.stack(rows), anchors=np.asarray(anchors))
+
+
+def pretext_programmes(
+    pretext: str, gene_sets, vocabulary: GeneVocabulary, min_targets: int
+) -> tuple[dict[str, list[str]] | None, EncodedGeneSets | None]:
+    """The gene sets a pretext needs, as a plain dict (saved with the model) and encoded.
+
+    ``gene_programme_mask`` defaults to the built-in Hallmark sets; ``programme_to_tf`` needs
+    TF -> targets sets; other pretexts take none.
+    """
+    if pretext not in ("gene_programme_mask", "programme_to_tf"):
+        if gene_sets is not None:
+            raise ValueError(
+                f"gene_sets is used by pretext='gene_programme_mask' or 'programme_to_tf', not "
+                f"{pretext!r}; drop gene_sets or choose one of those pretexts."
+            )
+        return None, None
+    if gene_sets is None:
+        if pretext == "programme_to_tf":
+            raise ValueError(
+                "pretext='programme_to_tf' needs gene_sets=: TF -> target programmes (a GMT path "
+                "or a dict {TF symbol: [target symbols]}), e.g. CollecTRI regulons."
+            )
+        gene_sets = "hallmark"
+    gene_sets = load_gene_sets(gene_sets)
+    if pretext == "gene_programme_mask":
+        return gene_sets, encode_gene_sets(gene_sets, vocabulary)
+    return gene_sets, encode_tf_programmes(gene_sets, vocabulary, min_targets)

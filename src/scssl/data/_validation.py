@@ -34,6 +34,30 @@ def _values(block) -> np.ndarray:
     return block.data if sp.issparse(block) else block.ravel()
 
 
+def _scan(matrix, where: str) -> dict:
+    """Counts of NaN, infinite, negative values and empty cells; range; a non-integer value."""
+    stats = {"nan": 0, "inf": 0, "negative": 0, "empty": 0, "min": np.inf, "max": -np.inf}
+    stats["fraction"] = None
+    for _, block in _row_chunks(matrix):
+        values = _values(block)
+        if values.dtype.kind not in "biuf":
+            raise ValueError(f"{where} has dtype {values.dtype}; a numeric matrix is required.")
+        floating = values.dtype.kind == "f"
+        stats["nan"] += int(np.isnan(values).sum()) if floating else 0
+        stats["inf"] += int(np.isinf(values).sum()) if floating else 0
+        finite = values[np.isfinite(values)] if floating else values
+        if finite.size:
+            stats["min"] = min(stats["min"], float(finite.min()))
+            stats["max"] = max(stats["max"], float(finite.max()))
+            stats["negative"] += int((finite < 0).sum())
+            if stats["fraction"] is None and floating:
+                fractional = finite[finite != np.round(finite)]
+                if fractional.size:
+                    stats["fraction"] = float(fractional[0])
+        stats["empty"] += int((np.asarray(block.sum(axis=1)).ravel() == 0).sum())
+    return stats
+
+
 def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str = "adata.X") -> int:
     """Validate an expression matrix before scssl uses it.
 
@@ -62,27 +86,9 @@ def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str 
     if n_obs == 0 or n_vars == 0:
         raise ValueError(f"{where} is empty ({n_obs} cells x {n_vars} genes).")
 
-    n_nan = n_inf = n_negative = n_empty = 0
-    min_value = np.inf
-    non_integer_example = None
-    max_value = -np.inf
-    for _, block in _row_chunks(matrix):
-        values = _values(block)
-        if values.dtype.kind not in "biuf":
-            raise ValueError(f"{where} has dtype {values.dtype}; a numeric matrix is required.")
-        n_nan += int(np.isnan(values).sum()) if values.dtype.kind == "f" else 0
-        n_inf += int(np.isinf(values).sum()) if values.dtype.kind == "f" else 0
-        finite = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-        if finite.size:
-            min_value = min(min_value, float(finite.min()))
-            max_value = max(max_value, float(finite.max()))
-            n_negative += int((finite < 0).sum())
-            if non_integer_example is None and finite.dtype.kind == "f":
-                fractional = finite[finite != np.round(finite)]
-                if fractional.size:
-                    non_integer_example = float(fractional[0])
-        row_sums = np.asarray(block.sum(axis=1)).ravel()
-        n_empty += int((row_sums == 0).sum())
+    stats = _scan(matrix, where)
+    n_nan, n_inf, n_negative, n_empty = (stats[k] for k in ("nan", "inf", "negative", "empty"))
+    min_value, max_value, non_integer_example = stats["min"], stats["max"], stats["fraction"]
 
     if n_nan or n_inf:
         raise ValueError(
@@ -107,15 +113,9 @@ def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str 
         raise ValueError(
             f"{where} was declared log-normalised (log_normalized=True) but holds values up to "
             f"{max_value:g}; log1p(normalize_total(1e4)) values stay below "
-            f"{np.log1p(1e4):.1f}. Pass raw counts with log_normalized=False, or normalise first "
+            f"{np.log1p(1e4):.1f}: it looks like raw or scaled counts. Pass raw counts with "
+            "log_normalized=False, or normalise first "
             "(sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata))."
-        )
-    if log_normalized and non_integer_example is None and max_value > 20:
-        warnings.warn(
-            f"{where} was declared log-normalised (log_normalized=True) but holds only integers up "
-            f"to {max_value:g}: it looks like raw counts. Use log_normalized=False for counts.",
-            UserWarning,
-            stacklevel=3,
         )
     if n_empty:
         warnings.warn(

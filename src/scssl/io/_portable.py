@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from importlib.metadata import version
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import torch
 
+from scssl._json import jsonable
 from scssl._version import __version__
 from scssl.checkpoints import load_safetensors
 from scssl.data import DEFAULT_MIN_OVERLAP
@@ -26,23 +27,6 @@ FORMAT = "scssl-safetensors"
 FORMAT_VERSION = 1
 
 
-def _jsonable(value):
-    """Plain JSON types (tuples -> lists, numpy -> Python)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} cannot be written to a JSON model card: {value!r}")
-
-
 def _versions() -> dict:
     import scvi
 
@@ -50,7 +34,7 @@ def _versions() -> dict:
         "scssl": __version__,
         "scvi-tools": scvi.__version__,
         "torch": torch.__version__.split("+")[0],
-        "anndata": ad.__version__,
+        "anndata": version("anndata"),
     }
 
 
@@ -73,13 +57,13 @@ def model_card(model) -> dict:
         "format_version": FORMAT_VERSION,
         "model_class": type(model).__name__,
         "model_module": "scssl.model",
-        "init_params": _jsonable(kwargs),
-        "setup_args": _jsonable(setup_args),
+        "init_params": jsonable(kwargs),
+        "setup_args": jsonable(setup_args),
         "batch_categories": (
-            _jsonable(list(batch_state.categorical_mapping)) if batch_key is not None else None
+            jsonable(list(batch_state.categorical_mapping)) if batch_key is not None else None
         ),
         "pretext": kwargs.get("pretext"),
-        "gene_vocabulary": _jsonable(model.gene_vocabulary_),
+        "gene_vocabulary": jsonable(model.gene_vocabulary_),
         "training_data": {
             "n_cells": None if placeholder else int(model.summary_stats.n_cells),
             "n_genes": int(model.summary_stats.n_vars),
@@ -91,8 +75,8 @@ def model_card(model) -> dict:
                 else None
             ),
         },
-        "pretrained_from": _jsonable(getattr(model, "pretrained_from_", None)),
-        "attributes": _jsonable(
+        "pretrained_from": jsonable(getattr(model, "pretrained_from_", None)),
+        "attributes": jsonable(
             {k: getattr(model, k) for k in CARD_ATTRIBUTES if getattr(model, k, None) is not None}
         ),
         "versions": _versions(),
@@ -223,7 +207,7 @@ def save_scvi_hub(
     (dir_path / CARD_FILE).write_text(json.dumps(card, indent=2))
     metadata = HubMetadata.from_dir(
         str(dir_path),
-        anndata_version=ad.__version__,
+        anndata_version=version("anndata"),
         training_data_url=training_data_url,
         model_parent_module="scssl.model",
     )

@@ -18,16 +18,13 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scssl.checkpoints import read_model_file
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
-    EncodedGeneSets,
     GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
     check_expression,
     check_obs_column,
     check_unique_var_names,
-    encode_gene_sets,
-    encode_tf_programmes,
-    load_gene_sets,
+    pretext_programmes,
     read_shards,
 )
 from scssl.module import SSLModule
@@ -36,8 +33,8 @@ from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS, Likelihood, Pret
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
 
-from ._statistics import centering_table, gene_root_mean_square, set_batch_means
 from ._published import load_whole_groups, provenance, read_published
+from ._statistics import centering_table, gene_root_mean_square, set_batch_means
 from .base import (
     GeneVocabularyMixin,
     InferenceMixin,
@@ -53,30 +50,6 @@ from .base import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-def _encode_programmes(
-    pretext: str, gene_sets, vocabulary: GeneVocabulary, min_targets: int
-) -> tuple[dict[str, list[str]] | None, EncodedGeneSets | None]:
-    """Gene sets as a plain dict (saved with the model) and encoded onto the vocabulary."""
-    if pretext not in ("gene_programme_mask", "programme_to_tf"):
-        if gene_sets is not None:
-            raise ValueError(
-                f"gene_sets is used by pretext='gene_programme_mask' or 'programme_to_tf', not "
-                f"{pretext!r}; drop gene_sets or choose one of those pretexts."
-            )
-        return None, None
-    if gene_sets is None:
-        if pretext == "programme_to_tf":
-            raise ValueError(
-                "pretext='programme_to_tf' needs gene_sets=: TF -> target programmes (a GMT path "
-                "or a dict {TF symbol: [target symbols]}), e.g. CollecTRI regulons."
-            )
-        gene_sets = "hallmark"
-    gene_sets = load_gene_sets(gene_sets)
-    if pretext == "gene_programme_mask":
-        return gene_sets, encode_gene_sets(gene_sets, vocabulary)
-    return gene_sets, encode_tf_programmes(gene_sets, vocabulary, min_targets)
 
 
 class SSLEncoder(
@@ -188,7 +161,7 @@ class SSLEncoder(
         super().__init__(adata)
         setup_args = self.adata_manager.registry["setup_args"]
         vocabulary = GeneVocabulary.from_adata(adata)
-        gene_sets, programmes = _encode_programmes(pretext, gene_sets, vocabulary, min_targets)
+        gene_sets, programmes = pretext_programmes(pretext, gene_sets, vocabulary, min_targets)
         masked = pretext in MASKED_PRETEXTS
         if dropout_rate is None:
             dropout_rate = 0.1 if masked else 0.0

@@ -364,7 +364,8 @@ class SSLProteinPredictor(
         return self.registry_["setup_args"]
 
     @property
-    def _rna_key(self) -> str:
+    def rna_key(self) -> str:
+        """The MuData modality the model reads RNA from."""
         return self._setup_args["modalities"]["rna_layer"]
 
     @property
@@ -373,7 +374,7 @@ class SSLProteinPredictor(
 
     def _expression_data(self, data) -> AnnData:
         """The RNA of ``data`` (a MuData or an AnnData of RNA), with the cells' joint ``obs``."""
-        return rna_with_obs(data, self._rna_key)
+        return rna_with_obs(data, self.rna_key)
 
     # ------------------------------------------------------------ training
     def train(

@@ -108,7 +108,7 @@ def _check_arguments(data, model, key_added: str) -> None:
         raise TypeError(
             f"model must be a trained scssl.model.SSLProteinPredictor, got {type(model).__name__}."
         )
-    if isinstance(data, MuData) and key_added == model._rna_key:
+    if isinstance(data, MuData) and key_added == model.rna_key:
         raise ValueError(
             f"key_added={key_added!r} is the RNA modality the proteins are predicted from; "
             "choose another name."
@@ -131,4 +131,3 @@ def _write_modality(mdata: MuData, key: str, prediction: pd.DataFrame, info: dic
         warnings.filterwarnings("ignore", message=".*not unique.*")
         mdata.mod[key] = predicted
         mdata.update()
-

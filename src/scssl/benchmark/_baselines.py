@@ -6,9 +6,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
-from sklearn.linear_model import LogisticRegression
 
 from scssl.data import expression_matrix
+from scssl.data import highly_variable_genes as select_genes
+from scssl.model._finetuning import fit_logistic_regression
 
 
 def log_normalize(adata: ad.AnnData, layer: str | None = None) -> ad.AnnData:
@@ -25,17 +26,11 @@ def log_normalize(adata: ad.AnnData, layer: str | None = None) -> ad.AnnData:
 def highly_variable_genes(
     adata: ad.AnnData, n_top_genes: int = 2000, batch_key: str | None = None
 ) -> np.ndarray:
-    """Mask of the ``n_top_genes`` most variable genes (scanpy's ``seurat`` flavour on log data).
+    """Mask of the ``n_top_genes`` most variable genes of log-normalised data.
 
-    With ``batch_key``, genes are ranked by how many batches find them variable (scanpy's
-    batch-aware selection).
+    The scanpy tutorial's ``seurat`` flavour; batch-aware with ``batch_key``.
     """
-    hvg = sc.pp.highly_variable_genes(
-        adata, n_top_genes=n_top_genes, batch_key=batch_key, inplace=False
-    )
-    if batch_key is not None:
-        hvg = hvg.reindex(adata.var_names)
-    return hvg["highly_variable"].to_numpy(dtype=bool)
+    return select_genes(adata, n_top_genes, batch_key=batch_key, flavor="seurat")
 
 
 def pca_embedding(
@@ -141,14 +136,16 @@ def logistic_regression_transfer(
 ) -> np.ndarray | pd.DataFrame:
     """Logistic regression on log-normalised reference HVGs (CellTypist-like), applied to query.
 
-    Returns the predicted label of each query cell, or with ``soft=True`` the probabilities of
-    every label (query cells x labels), as scvi-tools' ``predict(soft=True)``.
+    The regularisation C is chosen by macro F1 on a stratified 20% of the reference (from
+    0.003 to 10), then the model is refit on the whole reference. Returns the predicted label of
+    each query cell, or with ``soft=True`` the probabilities of every label (query cells x
+    labels), as scvi-tools' ``predict(soft=True)``.
     """
     ref = log_normalize(reference)
     genes = ref.var_names[highly_variable_genes(ref, n_top_genes)]
     qry = log_normalize(query)
-    classifier = LogisticRegression(max_iter=1000, random_state=seed)
-    classifier.fit(ref[:, genes].X, np.asarray(labels).astype(str))
+    features = ref[:, genes].X
+    classifier = fit_logistic_regression(features, np.asarray(labels).astype(str), seed=seed)
     if soft:
         return pd.DataFrame(
             classifier.predict_proba(qry[:, genes].X),

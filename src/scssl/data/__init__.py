@@ -8,9 +8,10 @@ from ._gene_sets import (
     pretext_programmes,
     read_gmt,
 )
+from ._genes import highly_variable_genes
 from ._loading import iterate_minibatches, to_torch
 from ._normalize import TARGET_SUM, normalize_log1p
-from ._sampler import BlockShuffleSampler
+from ._sampler import BlockShuffleSampler, LabelledMixSampler
 from ._shards import ShardedAnnData, read_shards
 from ._soma import SOMADataModule, census_datamodule
 from ._splitter import SparseDataSplitter
@@ -38,6 +39,7 @@ __all__ = [
     "BlockShuffleSampler",
     "EncodedGeneSets",
     "GeneVocabulary",
+    "LabelledMixSampler",
     "SOMADataModule",
     "ShardedAnnData",
     "SparseDataSplitter",
@@ -50,6 +52,7 @@ __all__ = [
     "encode_gene_sets",
     "encode_tf_programmes",
     "expression_matrix",
+    "highly_variable_genes",
     "iterate_minibatches",
     "load_gene_sets",
     "normalize_log1p",

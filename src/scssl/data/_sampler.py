@@ -133,3 +133,58 @@ class BlockShuffleSampler(DistributedSampler):
         if self.drop_last:
             return self.num_samples // self.batch_size
         return math.ceil(self.num_samples / self.batch_size)
+
+
+class LabelledMixSampler(DistributedSampler):
+    """Semi-supervised minibatches: labelled cells, and as many cells drawn from all cells.
+
+    An epoch is one pass over the labelled cells (in a new order each epoch, cycled to fill
+    at least ``min_steps`` steps); each minibatch holds ``batch_size`` of them first, then
+    ``batch_size`` cells drawn at random from all ``n_obs`` positions (labelled or not), in
+    that order (a module tells the halves apart by position; in-memory data only, as a backed
+    file is read in sorted order). Subclasses :class:`~torch.utils.data.DistributedSampler` so that
+    Lightning keeps it (single process only).
+
+    Parameters
+    ----------
+    n_obs
+        Number of positions to draw the second half from.
+    labelled
+        Positions of the labelled cells.
+    batch_size
+        Labelled cells per minibatch (and cells drawn from all).
+    min_steps
+        Fewest minibatches per epoch (few labelled cells are cycled).
+    seed
+        Seed of the draws; epoch ``e`` uses ``(seed, e)``.
+
+    """
+
+    def __init__(
+        self, n_obs: int, labelled: np.ndarray, batch_size: int, min_steps: int = 10, seed: int = 0
+    ):
+        labelled = np.asarray(labelled, dtype=np.int64)
+        if len(labelled) == 0:
+            raise ValueError("LabelledMixSampler needs labelled cells.")
+        self.n_obs, self.labelled = int(n_obs), labelled
+        self.batch_size, self.seed, self.epoch = int(batch_size), int(seed), 0
+        self.steps = max(int(min_steps), math.ceil(len(labelled) / self.batch_size))
+        self.num_replicas, self.rank = 1, 0
+        self.num_samples = self.total_size = self.steps * self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the order of ``epoch`` next (Lightning calls this every epoch)."""
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        self.epoch += 1
+        rounds = math.ceil(self.steps * self.batch_size / len(self.labelled))
+        order = np.concatenate([rng.permutation(self.labelled) for _ in range(rounds)])
+        for step in range(self.steps):
+            labelled = order[step * self.batch_size : (step + 1) * self.batch_size]
+            anyone = rng.integers(0, self.n_obs, self.batch_size)
+            yield np.concatenate([labelled, anyone])
+
+    def __len__(self) -> int:
+        return self.steps

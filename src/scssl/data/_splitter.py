@@ -7,7 +7,7 @@ from scvi import settings
 from scvi.dataloaders import DataSplitter
 from torch.utils.data import default_convert
 
-from ._sampler import DEFAULT_BLOCK_SIZE, BlockShuffleSampler
+from ._sampler import DEFAULT_BLOCK_SIZE, BlockShuffleSampler, LabelledMixSampler
 
 
 def _single(items: list):
@@ -42,6 +42,10 @@ class SparseDataSplitter(DataSplitter):
         Consecutive cells kept together; ``None``: 64 for backed or sharded data, 1 otherwise.
     distributed_sampler
         Set by scvi-tools when a DDP strategy is used; the sampler then splits cells by rank.
+    labelled_indices
+        Cells with labels: training minibatches then mix labelled cells with cells drawn from
+        all training cells, an epoch being a pass over the labelled ones
+        (:class:`~scssl.data.LabelledMixSampler`; semi-supervised training).
     **kwargs
         Data loader options (``batch_size``, ``num_workers`` ...).
 
@@ -57,6 +61,7 @@ class SparseDataSplitter(DataSplitter):
         pin_memory: bool = False,
         block_size: int | None = None,
         distributed_sampler: bool = False,
+        labelled_indices: np.ndarray | None = None,
         **kwargs,
     ):
         self.batch_size = kwargs.pop("batch_size", None) or settings.batch_size
@@ -74,6 +79,7 @@ class SparseDataSplitter(DataSplitter):
             default_block_size(adata_manager.adata) if block_size is None else int(block_size)
         )
         self.distributed_sampler = distributed_sampler
+        self.labelled_indices = labelled_indices
 
     @property
     def uses_block_sampler(self) -> bool:
@@ -103,17 +109,20 @@ class SparseDataSplitter(DataSplitter):
         self.val_idx = np.sort(self.val_idx)
         self.test_idx = np.sort(self.test_idx)
 
-    def _loader(self, indices: np.ndarray, shuffle: bool, drop_last: bool):
-        sampler = BlockShuffleSampler(
-            len(indices),
-            batch_size=self.batch_size,
-            block_size=self.block_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            seed=settings.seed or 0,
-            num_replicas=None if self.distributed_sampler else 1,
-            rank=None if self.distributed_sampler else 0,
-        )
+    def _loader(
+        self, indices: np.ndarray, shuffle: bool = False, drop_last: bool = False, sampler=None
+    ):
+        if sampler is None:
+            sampler = BlockShuffleSampler(
+                len(indices),
+                batch_size=self.batch_size,
+                block_size=self.block_size,
+                shuffle=shuffle,
+                drop_last=drop_last,
+                seed=settings.seed or 0,
+                num_replicas=None if self.distributed_sampler else 1,
+                rank=None if self.distributed_sampler else 0,
+            )
         kwargs = {k: v for k, v in self.data_loader_kwargs.items() if k != "batch_size"}
         return self.data_loader_cls(
             self.adata_manager,
@@ -129,6 +138,12 @@ class SparseDataSplitter(DataSplitter):
 
     def train_dataloader(self):
         """Training minibatches: shuffled blocks, this rank's share under DDP."""
+        if self.labelled_indices is not None:
+            labelled = np.flatnonzero(np.isin(self.train_idx, self.labelled_indices))
+            sampler = LabelledMixSampler(
+                len(self.train_idx), labelled, self.batch_size, seed=settings.seed or 0
+            )
+            return self._loader(self.train_idx, sampler=sampler)
         if not self.uses_block_sampler:
             return super().train_dataloader()
         return self._loader(self.train_idx, shuffle=True, drop_last=self.drop_last)

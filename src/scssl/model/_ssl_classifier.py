@@ -19,7 +19,6 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scssl.checkpoints import read_ssl_in_scg_classifier
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
-    GeneVocabulary,
     SparseDataSplitter,
     align_to_vocabulary,
     check_expression,
@@ -28,27 +27,37 @@ from scssl.data import (
     warn_ambiguous_symbols,
 )
 from scssl.module import ClassifierModule
-from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 
 from ._calibration import ece_before_after, fit_temperature
-from ._from_encoder import checked_encoder, copy_encoder
+from ._finetuning import (
+    ClassBalance,
+    class_weights,
+    discriminative_plan,
+    fit_logistic_regression,
+    stratified_split,
+)
 from ._published import provenance
+from ._ssl_options import build_ssl_module
+from ._statistics import centering_table
 from .base import (
     GeneVocabularyMixin,
     InferenceMixin,
     MinibatchStep,
     ModelFilesMixin,
-    adamw_plan,
     checkpointing,
     interruptible,
+    load_module_state,
     set_early_stopping,
     training_mode,
-    validation_cells,
 )
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_UNLABELED = "Unknown"
+#: Batch adversary weight while fine-tuning on several batches (chosen on Kang, see docs).
+DEFAULT_FINETUNE_ADVERSARY = 0.3
+#: Keys of an SSLEncoder's module state a classifier does not take over.
+_DATA_BUFFERS = ("batch_means", "reference_mean", "gene_inclusion")
 
 
 class SSLClassifier(
@@ -58,37 +67,44 @@ class SSLClassifier(
     UnsupervisedTrainingMixin,
     BaseModelClass,
 ):
-    """Cell-type classifier: the SSL encoder with a linear head, fine-tuned on labelled cells.
+    """Cell-type classifier: the SSL encoder, kept learning its pretext, with a linear head.
 
-    Build it from a pretrained :class:`scssl.model.SSLEncoder` with :meth:`from_encoder` (or from
-    scratch with :meth:`setup_anndata` and the constructor). Training minimises a class-balanced
-    cross-entropy with AdamW and early stopping; a held-out part of the reference then fits a
-    softmax temperature so that the predicted probabilities are calibrated (``calibration_``
-    reports the expected calibration error before and after).
+    Build it from a pretrained :class:`scssl.model.SSLEncoder` with :meth:`from_encoder` on
+    labelled reference cells, best together with the unlabelled query cells (labels of the
+    unlabeled category): :meth:`train` then fine-tunes semi-supervised, with the pretext loss on
+    every cell and the encoder's batch handling (centering, adversary) keeping reference and
+    query aligned. Training starts from a linear probe (logistic regression on the frozen
+    embedding), uses a class-balanced cross-entropy and a lower learning rate for the encoder,
+    runs a fixed number of epochs, and ends by fitting a softmax temperature on held-out
+    labelled cells (``calibration_`` reports the calibration error before and after).
 
     Parameters
     ----------
     adata
         AnnData registered with :meth:`setup_anndata`; its genes become the gene vocabulary.
-    n_latent, n_hidden, dropout_rate, activation
-        Encoder architecture (as :class:`scssl.model.SSLEncoder`).
-    head_dropout_rate
-        Dropout before the classification layer.
-    class_balance
-        Weight each class by its inverse frequency in the cross-entropy, so rare cell types count
-        as much as common ones.
-    freeze_encoder
-        Train the head only, keeping the (pretrained) encoder fixed.
     class_names
         Class names in output order; taken from the registered labels when ``None``.
-    query_batches
-        Set by :meth:`load_query_data` only: query batches with a learned first-layer shift.
+    class_balance
+        Cross-entropy weight of each class: ``"sqrt"`` of its inverse frequency (the default),
+        ``"inverse"`` (rare cell types count as much as common ones), or ``"none"``.
+    head_activation
+        Activation before the head: ``None`` (the embedding, standardised), ``"relu"`` (the
+        study's classifiers), ``"selu"``, ``"gelu"``.
+    head_dropout_rate
+        Dropout before the classification layer.
+    pretext_weight
+        Weight of the encoder's pretext loss on all cells during fine-tuning; 0: labels only.
+    freeze_encoder
+        Train the head only (a linear probe).
+    **encoder_kwargs
+        The encoder's options, as :class:`scssl.model.SSLEncoder` takes them (``pretext``,
+        ``n_hidden``, ``n_latent``, ``batch_centering``, ``batch_adversary_weight`` ...).
 
     Examples
     --------
-    >>> clf = scssl.model.SSLClassifier.from_encoder(encoder, reference, labels_key="cell_type")
-    >>> clf.train(max_epochs=30)
-    >>> clf.predict(query)                # labels
+    >>> both = anndata.concat([reference, query])  # query labels: "Unknown"
+    >>> clf = scssl.model.SSLClassifier.from_encoder(encoder, both, labels_key="cell_type")
+    >>> clf.train()
     >>> clf.predict(query, soft=True)     # calibrated probabilities, one column per class
 
     """
@@ -99,15 +115,13 @@ class SSLClassifier(
     def __init__(
         self,
         adata: AnnData,
-        n_latent: int = DEFAULT_N_LATENT,
-        n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
-        dropout_rate: float = 0.1,
-        head_dropout_rate: float = 0.1,
-        activation: str = "selu",
-        class_balance: bool = True,
-        freeze_encoder: bool = False,
         class_names: Sequence[str] | None = None,
-        query_batches: Sequence[str] | None = None,
+        class_balance: ClassBalance = "sqrt",
+        head_activation: str | None = None,
+        head_dropout_rate: float = 0.1,
+        pretext_weight: float = 1.0,
+        freeze_encoder: bool = False,
+        **encoder_kwargs,
     ):
         if adata is None:
             raise ValueError(
@@ -115,63 +129,47 @@ class SSLClassifier(
                 "use SSLClassifier.from_encoder(encoder, adata, labels_key)."
             )
         super().__init__(adata)
-        setup_args = self.adata_manager.registry["setup_args"]
-        labels_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
-        mapping = [str(c) for c in labels_state.categorical_mapping]
-        unlabeled = str(labels_state.unlabeled_category)
+        class_names, counts = self._classes(class_names)
+        self.class_names_ = class_names
+        summary, encoder_kwargs["gene_sets"] = build_ssl_module(
+            self,
+            self._module_cls,
+            module_kwargs={
+                "n_classes": len(class_names),
+                "head_activation": head_activation,
+                "head_dropout_rate": head_dropout_rate,
+                "class_weights": torch.as_tensor(class_weights(counts, class_balance)),
+                "pretext_weight": pretext_weight,
+                "freeze_encoder": freeze_encoder,
+            },
+            **encoder_kwargs,
+        )
+        self.calibration_: dict | None = None
+        self._model_summary_string = (
+            f"SSLClassifier: {len(class_names)} classes, {summary}, "
+            f"pretext_weight={pretext_weight}, freeze_encoder={freeze_encoder}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    def _classes(self, class_names) -> tuple[list[str], np.ndarray]:
+        """Class names in output order and their numbers of labelled cells."""
+        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+        mapping = [str(c) for c in state.categorical_mapping]
+        unlabeled = str(state.unlabeled_category)
         if class_names is None:
             class_names = [c for c in mapping if c != unlabeled]
         class_names = [str(c) for c in class_names]
         if len(class_names) < 2:
             raise ValueError(
-                f"adata.obs[{setup_args['labels_key']!r}] has {len(class_names)} labelled "
-                f"classes {class_names} besides the unlabeled category {unlabeled!r}; a "
-                "classifier needs at least 2 classes."
+                f"adata.obs[{self.registry_['setup_args']['labels_key']!r}] has "
+                f"{len(class_names)} labelled classes {class_names} besides the unlabeled "
+                f"category {unlabeled!r}; a classifier needs at least 2 classes."
             )
-        weights = None
-        if query_batches is None:
-            if setup_args["labels_key"] is None:
-                raise ValueError("setup_anndata needs labels_key to train a classifier.")
-            weights = self._class_weights(mapping, unlabeled, class_names, class_balance)
-        self.class_names_ = class_names
-        self.query_batches_ = None if query_batches is None else [str(b) for b in query_batches]
-        self.module = self._module_cls(
-            self.summary_stats.n_vars,
-            n_classes=len(class_names),
-            n_latent=n_latent,
-            n_hidden=tuple(n_hidden),
-            dropout_rate=dropout_rate,
-            head_dropout_rate=head_dropout_rate,
-            activation=activation,
-            log_normalized=setup_args["log_normalized"],
-            class_weights=weights,
-            freeze_encoder=freeze_encoder,
-            n_query_batches=0 if query_batches is None else len(query_batches),
-        )
-        self.gene_vocabulary_ = GeneVocabulary.from_adata(adata).to_dict()
-        self.calibration_: dict | None = None
-        self._model_summary_string = (
-            f"SSLClassifier: {len(class_names)} classes, {self.summary_stats.n_vars} genes, "
-            f"hidden={list(n_hidden)}, n_latent={n_latent}, activation={activation}, "
-            f"freeze_encoder={freeze_encoder}"
-            + (f", query batches={list(query_batches)}" if query_batches is not None else "")
-        )
-        self.init_params_ = self._get_init_params(locals())
-
-    def _class_weights(
-        self, mapping: list[str], unlabeled: str, class_names: list[str], class_balance: bool
-    ) -> torch.Tensor:
         codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
-        counts_by_name = {
-            name: int((codes == i).sum()) for i, name in enumerate(mapping) if name != unlabeled
-        }
-        counts = np.array([counts_by_name.get(c, 0) for c in class_names], dtype=np.float64)
-        if counts.sum() == 0:
-            # An AnnData without labels (loading a saved model for prediction): the weights
-            # come from the saved state; training refuses (see train).
-            return torch.ones(len(class_names))
+        by_name = {name: int((codes == i).sum()) for i, name in enumerate(mapping)}
+        counts = np.array([by_name.get(c, 0) for c in class_names], dtype=np.float64)
         empty = [c for c, n in zip(class_names, counts, strict=True) if n == 0]
-        if empty:
+        if empty and counts.sum() > 0:
             warnings.warn(
                 f"Classes without any labelled cell get weight 0 and will rarely be predicted: "
                 f"{empty}. Drop unused categories (obs[labels_key].cat.remove_unused_categories())"
@@ -179,10 +177,7 @@ class SSLClassifier(
                 UserWarning,
                 stacklevel=3,
             )
-        if not class_balance:
-            return torch.ones(len(class_names))
-        weights = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
-        return torch.as_tensor(weights, dtype=torch.float32)
+        return class_names, counts
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -205,13 +200,12 @@ class SSLClassifier(
         labels_key
             Column of ``adata.obs`` with the cell types.
         unlabeled_category
-            Value of ``labels_key`` that marks cells without a label; they do not enter the
-            loss (and are never predicted).
+            Value of ``labels_key`` that marks cells without a label (e.g. the query's); they
+            do not enter the cross-entropy, and take part in the pretext loss.
         layer
             Layer with the raw counts; ``None`` uses ``adata.X``.
         batch_key
-            Column of ``adata.obs`` with the batches; used only by query models
-            (:meth:`load_query_data`).
+            Column of ``adata.obs`` with the batches (the encoder's ``batch_key``).
         log_normalized
             The matrix holds ``normalize_total`` + ``log1p`` values.
         **kwargs
@@ -222,29 +216,18 @@ class SSLClassifier(
         KeyError
             When ``labels_key``, ``batch_key`` or ``layer`` do not exist.
         ValueError
-            On invalid expression values or missing (NaN) labels.
+            On invalid expression values or missing (NaN) labels or batches.
 
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         check_expression(adata, layer, log_normalized)
         check_unique_var_names(adata.var_names)
+        check_obs_column(adata, batch_key, "batch_key")
         if "source_registry" in kwargs and labels_key is not None and labels_key not in adata.obs:
             # Loading a saved classifier onto cells without labels: all of them are unlabeled.
             kwargs["allow_missing_labels"] = True
-            labels_check = None
-        else:
-            labels_check = labels_key
-        check_obs_column(adata, batch_key, "batch_key")
-        if labels_check is not None and labels_check not in adata.obs:
-            check_obs_column(adata, labels_check, "labels_key")
-        if labels_check is not None and adata.obs[labels_key].isna().any():
-            n_missing = int(adata.obs[labels_key].isna().sum())
-            raise ValueError(
-                f"adata.obs[{labels_key!r}] has {n_missing} missing (NaN) labels. Fill them with "
-                f"the unlabeled category, e.g. adata.obs[{labels_key!r}] = adata.obs"
-                f"[{labels_key!r}].cat.add_categories({unlabeled_category!r}).fillna("
-                f"{unlabeled_category!r}), so that they are treated as unlabeled."
-            )
+        elif labels_key is not None:
+            cls._check_labels(adata, labels_key, unlabeled_category)
         anndata_fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=not log_normalized),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
@@ -253,6 +236,94 @@ class SSLClassifier(
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
+
+    @staticmethod
+    def _check_labels(adata: AnnData, labels_key: str, unlabeled_category: str) -> None:
+        if labels_key not in adata.obs:
+            check_obs_column(adata, labels_key, "labels_key")
+        n_missing = int(adata.obs[labels_key].isna().sum())
+        if n_missing:
+            raise ValueError(
+                f"adata.obs[{labels_key!r}] has {n_missing} missing (NaN) labels. Fill them with "
+                f"the unlabeled category, e.g. adata.obs[{labels_key!r}] = adata.obs"
+                f"[{labels_key!r}].cat.add_categories({unlabeled_category!r}).fillna("
+                f"{unlabeled_category!r}), so that they are treated as unlabeled."
+            )
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def from_encoder(
+        cls,
+        encoder,
+        adata: AnnData,
+        labels_key: str,
+        *,
+        unlabeled_category: str = DEFAULT_UNLABELED,
+        batch_adversary_weight: float = DEFAULT_FINETUNE_ADVERSARY,
+        min_overlap: float = DEFAULT_MIN_OVERLAP,
+        **classifier_kwargs,
+    ) -> SSLClassifier:
+        """A classifier whose encoder, pretext and batch handling start from an SSLEncoder.
+
+        ``adata`` holds the labelled reference cells and, for semi-supervised fine-tuning, the
+        unlabelled query cells (label ``unlabeled_category``); it needs the encoder's
+        ``batch_key`` column when the encoder has one. It is aligned to the encoder's genes
+        (missing genes zero-filled, extra ones dropped) in a new AnnData; ``adata`` and the
+        encoder are left unchanged.
+
+        Parameters
+        ----------
+        encoder
+            A trained :class:`scssl.model.SSLEncoder`.
+        adata
+            Reference (and query) cells with raw counts where the encoder expects them.
+        labels_key
+            Column of ``adata.obs`` with the cell types.
+        unlabeled_category
+            Label value of cells without a label.
+        batch_adversary_weight
+            With several batches (the encoder's ``batch_key``, e.g. reference and query): weight
+            of the batch adversary during fine-tuning, which keeps the classifier from reading
+            the batch (see :class:`scssl.nn.BatchAdversary`); 0 turns it off.
+        min_overlap
+            Smallest share of the encoder's genes that must be found in ``adata``.
+        **classifier_kwargs
+            Options of :class:`SSLClassifier` (``class_balance``, ``pretext_weight``,
+            ``freeze_encoder``, ``head_dropout_rate``, ``dropout_rate`` ...).
+
+        """
+        if not hasattr(encoder, "module") or not hasattr(encoder.module, "architecture"):
+            raise TypeError(
+                f"encoder must be a trained scssl.model.SSLEncoder, got {type(encoder).__name__}."
+            )
+        encoder._check_if_trained(warn=True)
+        if labels_key not in adata.obs:
+            check_obs_column(adata, labels_key, "labels_key")
+        setup_args = encoder.registry_["setup_args"]
+        # a new AnnData (sharing the matrix): registering it never touches the user's object
+        aligned, report = align_to_vocabulary(
+            adata, encoder.gene_vocabulary, layer=setup_args["layer"], min_overlap=min_overlap
+        )
+        logger.info("from_encoder: %s", report)
+        cls.setup_anndata(
+            aligned,
+            labels_key=labels_key,
+            unlabeled_category=unlabeled_category,
+            layer=setup_args["layer"],
+            batch_key=setup_args["batch_key"],
+            log_normalized=setup_args["log_normalized"],
+        )
+        options = {**encoder.init_params, **classifier_kwargs}
+        n_batches = cls._get_most_recent_anndata_manager(aligned).summary_stats.n_batch
+        options["batch_adversary_weight"] = batch_adversary_weight if n_batches > 1 else 0.0
+        model = cls(aligned, **options)
+        own = encoder.module.state_dict()
+        state = {k: v for k, v in own.items() if not k.startswith(_DATA_BUFFERS)}
+        state = {k: v for k, v in state.items() if k in model.module.state_dict()}
+        load_module_state(model.module, state, strict=False, source="the encoder")
+        model.gene_vocabulary_ = dict(encoder.gene_vocabulary_)
+        model.pretrained_from_ = getattr(encoder, "pretrained_from_", None)
+        return model
 
     @classmethod
     def from_ssl_in_scg(
@@ -281,7 +352,8 @@ class SSLClassifier(
             Cells with raw counts.
         labels
             Class names in the checkpoint's order (a list, or a parquet/csv file such as the
-            study's ``cell_type.parquet``); ``None`` names them ``class_0 ...``.
+            study's ``cell_type.parquet``, whose index gives each name's output); ``None``
+            names them ``class_0 ...``.
         min_overlap
             Smallest share of the checkpoint's genes ``adata`` must have.
         layer
@@ -307,8 +379,10 @@ class SSLClassifier(
             data,
             init_params={
                 **ckpt.architecture,
+                "head_activation": "relu",
                 "head_dropout_rate": ckpt.dropout_rate,
                 "class_names": parsed.labels,
+                "gene_sample_size": None,
             },
             setup_args={
                 "labels_key": labels_key,
@@ -323,129 +397,55 @@ class SSLClassifier(
         model.pretrained_from_ = provenance(ckpt, model, list(parsed.state_dict), ckpt.unmapped)
         return model
 
-    @classmethod
-    def from_encoder(
-        cls,
-        encoder,
-        adata: AnnData,
-        labels_key: str,
-        freeze_encoder: bool = False,
-        unlabeled_category: str = DEFAULT_UNLABELED,
-        head_dropout_rate: float = 0.1,
-        dropout_rate: float | None = None,
-        class_balance: bool = True,
-        min_overlap: float = DEFAULT_MIN_OVERLAP,
-    ) -> SSLClassifier:
-        """A classifier whose encoder starts from a pretrained :class:`~scssl.model.SSLEncoder`.
-
-        ``adata`` is set up here (aligned to the encoder's gene vocabulary first when its genes
-        differ: missing genes zero-filled, extra ones dropped). The encoder's weights are copied,
-        architecture and activation included; the encoder passed in is left unchanged.
-
-        Parameters
-        ----------
-        encoder
-            A trained :class:`scssl.model.SSLEncoder`.
-        adata
-            Reference cells with raw counts where the encoder expects them (``.X`` or its layer).
-        labels_key
-            Column of ``adata.obs`` with the cell types.
-        freeze_encoder
-            Train only the head (a linear probe) instead of fine-tuning the whole network.
-        unlabeled_category
-            Label value of cells without a label.
-        head_dropout_rate
-            Dropout before the classification layer.
-        dropout_rate
-            Dropout of the encoder during fine-tuning; ``None`` keeps the encoder's.
-        class_balance
-            Class-balanced cross-entropy (inverse class frequency weights).
-        min_overlap
-            Smallest share of the encoder's genes that must be found in ``adata``.
-
-        """
-        architecture = checked_encoder(encoder)
-        if labels_key not in adata.obs:
-            raise KeyError(
-                f"labels_key={labels_key!r} is not a column of adata.obs (columns: "
-                f"{list(adata.obs.columns)})."
-            )
-        if encoder.module.batch_centering:
-            warnings.warn(
-                "The encoder centres each batch's input (batch_centering=True); the classifier "
-                "fine-tunes on uncentred input, so its starting point differs from the "
-                "encoder's embedding. Pretrain with batch_centering=False for an exact copy.",
-                UserWarning,
-                stacklevel=2,
-            )
-        setup_args = encoder.registry_["setup_args"]
-        # a new AnnData (sharing the matrix): registering it never touches the user's object
-        aligned, report = align_to_vocabulary(
-            adata, encoder.gene_vocabulary, layer=setup_args["layer"], min_overlap=min_overlap
-        )
-        logger.info("from_encoder: %s", report)
-        cls.setup_anndata(
-            aligned,
-            labels_key=labels_key,
-            unlabeled_category=unlabeled_category,
-            layer=setup_args["layer"],
-            log_normalized=setup_args["log_normalized"],
-        )
-        if dropout_rate is not None:
-            architecture["dropout_rate"] = dropout_rate
-        model = cls(
-            aligned,
-            **architecture,
-            head_dropout_rate=head_dropout_rate,
-            class_balance=class_balance,
-            freeze_encoder=freeze_encoder,
-        )
-        copy_encoder(model, encoder)
-        model.module.set_trainable()
-        return model
-
     # -------------------------------------------------------------- training
     def train(
         self,
-        max_epochs: int = 50,
+        max_epochs: int = 30,
         batch_size: int = 128,
         lr: float = 1e-3,
+        encoder_lr: float = 1e-4,
         weight_decay: float = 0.01,
-        train_size: float = 0.8,
-        validation_size: float | None = 0.1,
+        validation_size: float = 0.2,
+        linear_probe_start: bool = True,
         calibrate: bool = True,
-        early_stopping: bool = True,
+        early_stopping: bool = False,
         early_stopping_patience: int = 5,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
         plan_kwargs: dict | None = None,
         checkpoint_dir: str | Path | None = None,
+        seed: int = 0,
         **trainer_kwargs,
     ):
-        """Fine-tune on the labelled cells, then fit the softmax temperature.
+        """Fine-tune on the labelled cells (and the pretext on all cells), then calibrate.
 
-        The cells are split into training (``train_size``), validation (``validation_size``,
-        drives early stopping on the validation loss) and calibration cells (the rest), on which
-        the temperature is fitted when ``calibrate``. A query model
-        (:meth:`load_query_data`) trains its batch shifts only, without labels.
+        A stratified share ``validation_size`` of the labelled cells is held out (every cell
+        type keeps cells in both parts); the other labelled cells and every unlabelled cell
+        train for ``max_epochs`` epochs and the last model is kept (``early_stopping=True``
+        stops on the validation loss instead). Each step takes ``batch_size`` labelled cells
+        (cross-entropy) and ``batch_size`` cells drawn from all training cells (pretext and
+        adversary); an epoch is a pass over the labelled cells, at least 10 steps. The head
+        starts as a logistic regression on the frozen, standardised embedding of the labelled
+        training cells (``linear_probe_start``). The softmax temperature is then fitted on the
+        held-out labelled cells (``calibrate``).
 
         Parameters
         ----------
         max_epochs
-            Upper bound on epochs.
+            Passes over the labelled training cells.
         batch_size
-            Cells per minibatch.
-        lr, weight_decay
-            AdamW learning rate and weight decay.
-        train_size, validation_size
-            Shares of the cells for training and validation; the remainder calibrates.
+            Labelled cells per step (and as many cells drawn from all).
+        lr, encoder_lr, weight_decay
+            AdamW learning rates of the head, decoder and adversary (``lr``) and of the
+            pretrained encoder (``encoder_lr``), and the weight decay.
+        validation_size
+            Share of the labelled cells held out for validation and calibration.
+        linear_probe_start
+            Start the head from a logistic regression on the frozen embedding.
         calibrate
-            Fit the temperature on the calibration cells and report the expected calibration
-            error before and after in ``calibration_``.
-        early_stopping
-            Stop when the validation loss has not improved for ``early_stopping_patience`` epochs.
-        early_stopping_patience
-            Epochs without improvement before stopping.
+            Fit the temperature on held-out labelled cells (see :meth:`calibrate`).
+        early_stopping, early_stopping_patience
+            Stop when the validation loss has not improved for this many epochs.
         accelerator, devices
             Lightning's hardware options.
         plan_kwargs
@@ -453,91 +453,127 @@ class SSLClassifier(
         checkpoint_dir
             Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
             interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
+        seed
+            Seed of the split and of the linear probe.
         **trainer_kwargs
-            Further options of the Lightning ``Trainer``.
+            Further options of the Lightning ``Trainer`` (``max_time`` ...).
 
         """
-        query = self.query_batches_ is not None
-        if validation_size is None:
-            validation_size = 0.0
-        if train_size + validation_size > 1.0 + 1e-9:
-            raise ValueError(
-                f"train_size + validation_size = {train_size + validation_size} exceeds 1."
-            )
-        if query:
-            calibrate = False
+        train, validation = self._split(validation_size, seed)
+        self._standardise_embedding(train)
+        if linear_probe_start:
+            self._linear_probe(train, seed)
+        trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
+        early_stopping = set_early_stopping(
+            trainer_kwargs, early_stopping, early_stopping_patience, len(validation)
+        )
+        in_memory = not getattr(self.adata, "isbacked", False)
+        self.module.labelled_per_step = batch_size if in_memory else 0
+        try:
+            with interruptible(self), training_mode(self.module):
+                out = super().train(
+                    max_epochs=max_epochs,
+                    accelerator=accelerator,
+                    devices=devices,
+                    load_sparse_tensor=True,
+                    batch_size=batch_size,
+                    early_stopping=early_stopping,
+                    plan_kwargs=discriminative_plan(
+                        self.module, lr, encoder_lr, weight_decay, plan_kwargs
+                    ),
+                    datasplitter_kwargs={
+                        "external_indexing": [train, validation, np.array([], dtype=np.int64)],
+                        "labelled_indices": self._labelled(train)[0] if in_memory else None,
+                    },
+                    **trainer_kwargs,
+                )
+        finally:
+            self.module.labelled_per_step = 0
+        if calibrate:
+            self.calibrate(validation)
+        return out
+
+    def _split(self, validation_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0.0 <= validation_size < 1.0:
+            raise ValueError(f"validation_size={validation_size}; give a share in [0, 1).")
         if not any(p.requires_grad for p in self.module.parameters()):
             raise ValueError("Nothing to train: every parameter is frozen.")
-        if not query and len(self._labelled_codes(np.arange(self.adata.n_obs))[0]) == 0:
+        codes = self._class_codes(np.arange(self.adata.n_obs))
+        if not (codes >= 0).any():
             raise ValueError(
                 "No labelled cells: every cell has the unlabeled category; a classifier needs "
                 "labels to train."
             )
-        plan_kwargs = adamw_plan(lr, weight_decay, plan_kwargs)
-        early_stopping = set_early_stopping(
-            trainer_kwargs,
-            early_stopping,
-            early_stopping_patience,
-            validation_cells(self.adata.n_obs, train_size, validation_size),
-        )
-        trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
-        with interruptible(self), training_mode(self.module):
-            out = super().train(
-                max_epochs=max_epochs,
-                accelerator=accelerator,
-                devices=devices,
-                train_size=train_size,
-                validation_size=validation_size if validation_size > 0 else None,
-                load_sparse_tensor=True,
-                batch_size=batch_size,
-                early_stopping=early_stopping,
-                plan_kwargs=plan_kwargs,
-                **trainer_kwargs,
-            )
-        if calibrate:
-            self.calibrate()
-        return out
+        codes = np.where(codes >= 0, codes, self.module.n_classes)
+        return stratified_split(codes, self.module.n_classes, validation_size, seed)
 
-    def _labelled_codes(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Positions among ``indices`` of labelled cells and their class codes."""
+    def _class_codes(self, indices: np.ndarray) -> np.ndarray:
+        """Class code of each cell at ``indices`` (``-1`` for unlabelled cells)."""
         codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()[indices]
         state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
         names = np.asarray([str(c) for c in state.categorical_mapping])[codes]
         lookup = {c: i for i, c in enumerate(self.class_names_)}
-        class_codes = np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
-        keep = class_codes >= 0
-        return np.asarray(indices)[keep], class_codes[keep]
+        return np.array([lookup.get(n, -1) for n in names], dtype=np.int64)
 
-    def calibrate(self, indices: Sequence[int] | None = None) -> dict:
-        """Fit the softmax temperature on held-out labelled cells of the reference.
+    def _labelled(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The labelled cells among ``indices`` and their class codes."""
+        codes = self._class_codes(np.asarray(indices, dtype=np.int64))
+        keep = codes >= 0
+        return np.asarray(indices)[keep], codes[keep]
 
-        Parameters
-        ----------
-        indices
-            Cells (positions in the registered AnnData) to fit on; default: the calibration cells
-            left out of training and validation.
+    def _encoded(self, cells: np.ndarray) -> np.ndarray:
+        """Embeddings (before the head's activation) of registered cells, in eval mode."""
+        adata = self.adata
+        centering = self._centering(adata)
+
+        def encode(chunk, x):
+            return self.module.encode(self.module.normalize(x), *centering(chunk, x.device))
+
+        return self._map_minibatches(adata, cells, encode, self.module.n_latent, None)
+
+    def _standardise_embedding(self, train: np.ndarray) -> None:
+        """The head reads the embedding standardised over the labelled training cells."""
+        cells, _ = self._labelled(train)
+        z = self._encoded(cells)
+        with torch.no_grad():
+            self.module.embedding_mean.copy_(torch.as_tensor(z.mean(0)))
+            self.module.embedding_scale.copy_(torch.as_tensor(z.std(0) + 1e-6))
+
+    def _linear_probe(self, train: np.ndarray, seed: int) -> None:
+        """Start the head from a logistic regression on the frozen, standardised embedding."""
+        cells, codes = self._labelled(train)
+        z = self._encoded(cells)
+        mean = self.module.embedding_mean.cpu().numpy()
+        features = (z - mean) / self.module.embedding_scale.cpu().numpy()
+        probe = fit_logistic_regression(features, codes, seed=seed)
+        weight = np.zeros((self.module.n_classes, features.shape[1]), dtype=np.float32)
+        bias = np.full(self.module.n_classes, -10.0, dtype=np.float32)  # classes without cells
+        coef = probe.coef_ if len(probe.classes_) > 2 else np.vstack([-probe.coef_, probe.coef_])
+        intercept = (
+            probe.intercept_
+            if len(probe.classes_) > 2
+            else np.array([-probe.intercept_[0], probe.intercept_[0]])
+        )
+        weight[probe.classes_] = coef
+        bias[probe.classes_] = intercept
+        with torch.no_grad():
+            self.module.head[-1].weight.copy_(torch.as_tensor(weight))
+            self.module.head[-1].bias.copy_(torch.as_tensor(bias))
+
+    def calibrate(self, indices: Sequence[int]) -> dict:
+        """Fit the softmax temperature on labelled cells at ``indices`` (held out of training).
 
         Returns
         -------
         ``calibration_``: the temperature, the number of cells, and the expected calibration
-        error on them before and after (``ece_before``, ``ece_after``), plus the same on the
-        validation cells (not used for the fit; ``ece_validation_before/after``).
+        error on them before and after (``ece_before``, ``ece_after``).
 
         """
-        if indices is None:
-            indices = self.test_indices
-        if indices is None or len(indices) == 0:
-            warnings.warn(
-                "No held-out cells to calibrate on (train_size + validation_size = 1); the "
-                "probabilities stay uncalibrated.",
-                UserWarning,
-                stacklevel=2,
-            )
-            return {}
-        cells, codes = self._labelled_codes(np.asarray(indices))
+        cells, codes = self._labelled(np.asarray(indices, dtype=np.int64))
         if len(cells) < 10:
             warnings.warn(
-                f"Only {len(cells)} labelled held-out cells; temperature not fitted.",
+                f"Only {len(cells)} labelled held-out cells; the temperature is not fitted and "
+                "the probabilities stay uncalibrated.",
                 UserWarning,
                 stacklevel=2,
             )
@@ -547,13 +583,6 @@ class SSLClassifier(
         self.module.temperature.fill_(temperature)
         result = {"temperature": temperature, "n_cells": len(cells)}
         result.update(ece_before_after(logits, codes, temperature))
-        val = self.validation_indices
-        if val is not None and len(val):
-            vcells, vcodes = self._labelled_codes(np.asarray(val))
-            if len(vcells):
-                vlogits = self._logits(self.adata, vcells, calibrated=False)
-                result.update(ece_before_after(vlogits, vcodes, temperature, "_validation"))
-                result["n_validation_cells"] = len(vcells)
         self.calibration_ = result
         logger.info(
             "Temperature %.3f; ECE on %d held-out cells %.4f -> %.4f",
@@ -564,104 +593,27 @@ class SSLClassifier(
         )
         return result
 
-    # ------------------------------------------------------ query mapping
-    @classmethod
-    def load_query_data(
-        cls,
-        adata: AnnData,
-        reference_model: SSLClassifier | str | Path,
-        batch_key: str | None = None,
-        min_overlap: float = DEFAULT_MIN_OVERLAP,
-    ) -> SSLClassifier:
-        """Map a query from new batches onto a trained classifier without retraining it.
-
-        The returned model shares the reference's encoder and head (frozen) and adds, for each
-        query batch, a learned shift of the first hidden layer (initialised at zero, so before
-        training it predicts exactly as the reference). :meth:`train` then fits only these shifts,
-        without labels, by information maximisation (confident yet diverse predictions; SHOT,
-        Liang et al. 2020). The reference model and ``adata`` are not modified.
-
-        Parameters
-        ----------
-        adata
-            Query cells (raw counts; genes aligned to the reference's vocabulary).
-        reference_model
-            A trained classifier or the directory it was saved to.
-        batch_key
-            Column of ``adata.obs`` with the query's batches (chemistry, donor, condition);
-            ``None`` treats the query as one batch.
-        min_overlap
-            Smallest share of the reference's genes that must be found in ``adata``.
-
-        """
-        if isinstance(reference_model, str | Path):
-            # Needs the reference saved with save_anndata=True.
-            reference_model = cls.load(str(reference_model))
-        if reference_model.query_batches_ is not None:
-            raise ValueError("reference_model is already a query model; pass the reference.")
-        reference_model._check_if_trained(warn=True)
-        if batch_key is not None and batch_key not in adata.obs:
-            raise KeyError(
-                f"batch_key={batch_key!r} is not a column of adata.obs (columns: "
-                f"{list(adata.obs.columns)})."
-            )
-        aligned, _ = align_to_vocabulary(
-            adata,
-            reference_model.gene_vocabulary,
-            layer=reference_model._layer,
-            min_overlap=min_overlap,
-        )
-        aligned.obs = aligned.obs[[batch_key]].copy() if batch_key is not None else aligned.obs[[]]
-        setup_args = dict(reference_model.registry_["setup_args"])
-        unlabeled = setup_args["unlabeled_category"]
-        # The query has no labels: every cell is of the unlabeled category.
-        aligned.obs["_scssl_query_labels"] = unlabeled
-        setup_args.update(labels_key="_scssl_query_labels", batch_key=batch_key)
-        batches = ["query"]
-        if batch_key is not None:
-            batches = [
-                str(b) for b in pd.Categorical(aligned.obs[batch_key].astype(str)).categories
-            ]
-        model = cls.from_state_dict(
-            reference_model.module.state_dict(),
-            reference_model.gene_vocabulary,
-            aligned,
-            init_params={
-                **reference_model.init_params,
-                "class_names": reference_model.class_names_,
-                "query_batches": batches,
-            },
-            setup_args=setup_args,
-            attributes={"calibration_": reference_model.calibration_, "is_trained_": False},
-            strict=False,
-        )
-        model.module.set_trainable()
-        return model
-
     # ------------------------------------------------------------- outputs
-    def _query_codes(self, adata: AnnData, indices: np.ndarray, device) -> torch.Tensor | None:
-        """Each cell's query batch (``-1``: not a query batch) for a query model, else None."""
-        if self.query_batches_ is None:
-            return None
-        key = self.registry_["setup_args"]["batch_key"]
-        if key is None:  # the query is one batch
-            return torch.zeros(len(indices), dtype=torch.long, device=device)
-        if key not in adata.obs:
-            raise KeyError(
-                f"This query model adapts to batches of adata.obs[{key!r}], which is missing."
-            )
-        lookup = {b: i for i, b in enumerate(self.query_batches_)}
-        values = adata.obs[key].astype(str).to_numpy()[indices]
-        # Batches not seen by the query model get no shift (the reference's prediction).
-        codes = [lookup.get(v, -1) for v in values]
-        return torch.as_tensor(codes, dtype=torch.long, device=device)
+    def _centering(self, adata: AnnData):
+        """``(chunk, device) -> (batch codes, batch shifts)`` of ``adata``'s cells.
+
+        ``(None, None)`` without batch centering; cells of new batches are centred on their own
+        batch's mean (see :func:`scssl.model._statistics.centering_table`).
+        """
+        if not self.module.batch_centering:
+            return lambda chunk, device: (None, None)
+        codes, deltas = centering_table(self, adata)
+        return lambda chunk, device: (torch.as_tensor(codes[chunk]).to(device), deltas)
 
     def _embedder(self, adata: AnnData) -> MinibatchStep:
-        return lambda chunk, x: self.module.embed(x, self._query_codes(adata, chunk, x.device))
+        centering = self._centering(adata)
+        return lambda chunk, x: self.module.embed(x, *centering(chunk, x.device))
 
     def _logits(self, adata, indices, calibrated=True, batch_size=None) -> np.ndarray:
+        centering = self._centering(adata)
+
         def logits(chunk: np.ndarray, x: torch.Tensor) -> torch.Tensor:
-            return self.module.logits(x, self._query_codes(adata, chunk, x.device), calibrated)
+            return self.module.logits(x, *centering(chunk, x.device), calibrated)
 
         return self._map_minibatches(adata, indices, logits, self.module.n_classes, batch_size)
 
@@ -680,7 +632,8 @@ class SSLClassifier(
         ----------
         adata
             Cells to classify; ``None`` for the AnnData the model was set up with. Genes are
-            matched by Ensembl ID or symbol; missing ones are zero-filled.
+            matched by Ensembl ID or symbol; missing ones are zero-filled. With batch centering,
+            cells of batches the model has not seen are centred on their own batch's mean.
         indices
             Subset of cells (positions).
         soft

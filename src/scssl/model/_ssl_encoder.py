@@ -24,17 +24,17 @@ from scssl.data import (
     check_expression,
     check_obs_column,
     check_unique_var_names,
-    pretext_programmes,
     read_shards,
 )
 from scssl.module import SSLModule
 from scssl.module._masked import DEFAULT_GENE_SAMPLE_SIZE
-from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS, Likelihood, Pretext
+from scssl.module._ssl_module import Likelihood, Pretext
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
 
 from ._published import load_whole_groups, provenance, read_published
-from ._statistics import centering_table, gene_root_mean_square, set_batch_means
+from ._ssl_options import build_ssl_module
+from ._statistics import centering_table
 from .base import (
     GeneVocabularyMixin,
     InferenceMixin,
@@ -156,49 +156,24 @@ class SSLEncoder(
             raise ValueError(
                 "SSLEncoder needs an AnnData registered with SSLEncoder.setup_anndata(adata)."
             )
-        if pretext not in PRETEXTS:
-            raise ValueError(f"pretext={pretext!r} is not known; choose one of {list(PRETEXTS)}.")
         super().__init__(adata)
-        setup_args = self.adata_manager.registry["setup_args"]
-        vocabulary = GeneVocabulary.from_adata(adata)
-        gene_sets, programmes = pretext_programmes(pretext, gene_sets, vocabulary, min_targets)
-        masked = pretext in MASKED_PRETEXTS
-        if dropout_rate is None:
-            dropout_rate = 0.1 if masked else 0.0
-        if mask_rate is None:
-            mask_rate = 0.25 if pretext == "gene_programme_mask" else 0.5
-        self.module = self._module_cls(
-            self.summary_stats.n_vars,
-            n_batch=self.summary_stats.n_batch,
+        summary, gene_sets = build_ssl_module(
+            self,
+            self._module_cls,
             pretext=pretext,
+            gene_sets=gene_sets,
             likelihood=likelihood,
             n_latent=n_latent,
-            n_hidden=tuple(n_hidden),
+            n_hidden=n_hidden,
             dropout_rate=dropout_rate,
             activation=activation,
             mask_rate=mask_rate,
-            log_normalized=setup_args["log_normalized"],
-            programme_members=None if programmes is None else programmes.members,
-            tf_index=None if programmes is None else programmes.anchors,
+            min_targets=min_targets,
             batch_centering=batch_centering,
             gene_sample_size=gene_sample_size,
             **pretext_kwargs,
         )
-        self.gene_vocabulary_ = vocabulary.to_dict()
-        self.programme_names_ = None if programmes is None else programmes.names
-        details = f"mask_rate={mask_rate}, likelihood={likelihood}, " if masked else ""
-        if self.module.has_decoder and self.module._samples_genes():
-            self.module.set_gene_importance(gene_root_mean_square(self))
-        if self.module.batch_centering:
-            set_batch_means(self)
-            details += "batch centering, "
-        if programmes is not None:
-            details += f"{len(programmes.names)} programmes, "
-        self._model_summary_string = (
-            f"SSLEncoder: pretext={pretext}, {self.summary_stats.n_vars} genes, "
-            f"hidden={list(n_hidden)}, n_latent={n_latent}, activation={activation}, "
-            f"{details}dropout_rate={dropout_rate}"
-        )
+        self._model_summary_string = f"SSLEncoder: {summary}"
         self.init_params_ = self._get_init_params(locals())
 
     # ------------------------------------------------------------------ setup
@@ -274,7 +249,7 @@ class SSLEncoder(
         weight_decay: float = 0.01,
         train_size: float = 0.9,
         validation_size: float | None = None,
-        early_stopping: bool = True,
+        early_stopping: bool | None = None,
         early_stopping_patience: int = 10,
         accelerator: str = "auto",
         devices: int | list[int] | str = "auto",
@@ -302,7 +277,9 @@ class SSLEncoder(
             Split of the cells; the validation cells drive early stopping.
         early_stopping
             Stop when the validation loss has not improved for ``early_stopping_patience``
-            epochs (needs ``train_size < 1``).
+            epochs (needs ``train_size < 1``); ``None``: on, unless ``max_time`` bounds the run
+            (with a time budget, longer training kept improving the embedding: see the
+            *Label transfer* docs page).
         early_stopping_patience
             Epochs without improvement before stopping.
         accelerator, devices
@@ -323,6 +300,8 @@ class SSLEncoder(
             Further options of the Lightning ``Trainer`` (``max_time``, ``ckpt_path`` ...).
 
         """
+        if early_stopping is None:
+            early_stopping = trainer_kwargs.get("max_time") is None
         trainer_kwargs = checkpointing(
             ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs), checkpoint_dir
         )

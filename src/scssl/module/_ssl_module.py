@@ -311,18 +311,25 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         return {"x_hat": self.decode(z, batch_index, columns)}
 
     # ----------------------------------------------------------------- loss
+    def pretext_loss(self, inference_outputs: dict, generative_outputs: dict) -> LossOutput:
+        """The pretext's loss: reconstruction of hidden entries, or the contrastive loss."""
+        if self.has_decoder:
+            return self._reconstruction_loss(inference_outputs, generative_outputs["x_hat"])
+        return self._contrastive_loss(inference_outputs)
+
+    def adversary_losses(self, z: torch.Tensor, batch_index: torch.Tensor):
+        """Mean classifier and confusion losses of the batch adversary on embeddings ``z``."""
+        classifier, confusion = self.batch_adversary(z, batch_index)
+        return classifier.mean(), confusion.mean()
+
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:
         """Pretext loss, plus the batch adversary's cross-entropy when it is on."""
-        if self.has_decoder:
-            output = self._reconstruction_loss(inference_outputs, generative_outputs["x_hat"])
-        else:
-            output = self._contrastive_loss(inference_outputs)
+        output = self.pretext_loss(inference_outputs, generative_outputs)
         if not self.batch_adversary_weight:
             return output
-        classifier, confusion = self.batch_adversary(
+        classifier, confusion = self.adversary_losses(
             inference_outputs["z"], tensors[REGISTRY_KEYS.BATCH_KEY]
         )
-        classifier, confusion = classifier.mean(), confusion.mean()
         # The classifier's own loss trains only the classifier (detached embedding), so it is
         # added unweighted; the weight sets how hard the encoder works to confuse it.
         return LossOutput(

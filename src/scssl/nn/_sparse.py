@@ -52,3 +52,19 @@ def dense_columns(x: torch.Tensor, columns: torch.Tensor | None) -> torch.Tensor
     out = torch.zeros(x.shape[0], len(columns) + 1, dtype=x.dtype, device=x.device)
     out[csr_row_ids(x), positions] = x.values()
     return out[:, :-1]
+
+
+def rows(x: torch.Tensor, start: int, stop: int | None = None) -> torch.Tensor:
+    """Rows ``start:stop`` of a dense or CSR minibatch (CSR stays CSR)."""
+    stop = x.shape[0] if stop is None else stop
+    if not is_csr(x):
+        return x[start:stop]
+    crow = x.crow_indices()
+    first, last = int(crow[start]), int(crow[stop])
+    return torch.sparse_csr_tensor(
+        crow[start : stop + 1] - first,
+        x.col_indices()[first:last],
+        x.values()[first:last],
+        size=(stop - start, x.shape[1]),
+        device=x.device,
+    )

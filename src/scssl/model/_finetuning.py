@@ -1,0 +1,102 @@
+"""The fine-tuning recipe of SSLClassifier: splits, class weights, linear-probe start, optimiser.
+
+The defaults were chosen on Kang (control -> stimulated) and pbmc_3tech (leave one chemistry
+out); see the *Label transfer* docs page for what each choice gained.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+ClassBalance = Literal["inverse", "sqrt", "none"]
+#: Inverse regularisation strengths tried for the linear probe (and the baseline).
+LOGISTIC_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+def stratified_split(
+    codes: np.ndarray, n_classes: int, validation_share: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of training and validation cells; every class keeps cells in both parts.
+
+    Labelled cells (``codes < n_classes``) are split class by class, a class of two or more
+    cells giving at least one to validation and keeping at least one for training; unlabelled
+    cells all train (their pretext loss is what they are there for).
+    """
+    rng = np.random.default_rng(seed)
+    train, validation = [], []
+    for code in np.unique(codes):
+        cells = rng.permutation(np.flatnonzero(codes == code))
+        n_val = round(len(cells) * validation_share)
+        if code >= n_classes:
+            n_val = 0
+        elif len(cells) >= 2:
+            n_val = min(max(1, n_val), len(cells) - 1)
+        validation.append(cells[:n_val])
+        train.append(cells[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+
+
+def class_weights(counts: np.ndarray, balance: ClassBalance) -> np.ndarray:
+    """Cross-entropy weight of each class from its number of labelled cells.
+
+    ``"inverse"``: rare classes count as much as common ones; ``"sqrt"``: halfway; ``"none"``.
+    Classes without cells get weight 0.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    if balance == "none":
+        return (counts > 0).astype(np.float64)
+    inverse = np.where(counts > 0, counts.sum() / (len(counts) * np.maximum(counts, 1)), 0.0)
+    if balance == "inverse":
+        return inverse
+    if balance == "sqrt":
+        return np.sqrt(inverse)
+    raise ValueError(f"class_balance={balance!r}; choose 'inverse', 'sqrt' or 'none'.")
+
+
+def fit_logistic_regression(
+    features: np.ndarray, labels: np.ndarray, seed: int = 0, cs=LOGISTIC_CS
+) -> LogisticRegression:
+    """Logistic regression, C chosen by macro F1 on a stratified 20% split, refit on all cells."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    codes = np.searchsorted(classes, labels)
+    train, validation = stratified_split(codes, len(classes), 0.2, seed)
+    best_c, best_f1 = cs[0], -1.0
+    if len(validation) and len(np.unique(codes[train])) == len(classes):
+        for c in cs:
+            model = LogisticRegression(C=c, max_iter=3000).fit(features[train], labels[train])
+            f1 = f1_score(labels[validation], model.predict(features[validation]), average="macro")
+            if f1 > best_f1:
+                best_c, best_f1 = c, f1
+    else:  # too few cells to choose: sklearn's default
+        best_c = 1.0
+    return LogisticRegression(C=best_c, max_iter=3000).fit(features, labels)
+
+
+def discriminative_adamw(
+    module: torch.nn.Module, lr: float, encoder_lr: float, weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW with a lower learning rate for the pretrained encoder than for everything else."""
+    encoder = [p for p in module.encoder.parameters() if p.requires_grad]
+    encoder_ids = {id(p) for p in encoder}
+    rest = [p for p in module.parameters() if p.requires_grad and id(p) not in encoder_ids]
+    groups = [{"params": rest, "lr": lr}]
+    if encoder:
+        groups.append({"params": encoder, "lr": encoder_lr})
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, fused=True)
+
+
+def discriminative_plan(
+    module, lr: float, encoder_lr: float, weight_decay: float, plan_kwargs: dict | None
+) -> dict:
+    """``plan_kwargs`` of scvi-tools' ``TrainingPlan`` using :func:`discriminative_adamw`."""
+
+    def creator(_params):  # the plan passes all parameters; the groups come from the module
+        return discriminative_adamw(module, lr, encoder_lr, weight_decay)
+
+    return {"optimizer": "Custom", "optimizer_creator": creator, **(plan_kwargs or {})}

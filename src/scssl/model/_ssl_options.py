@@ -1,0 +1,87 @@
+"""The SSL module of a model (encoder, pretext, batch handling) from its constructor options.
+
+Shared by :class:`~scssl.model.SSLEncoder` and :class:`~scssl.model.SSLClassifier`, whose
+module is an :class:`~scssl.module.SSLModule` (or a subclass of it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from scssl.data import GeneVocabulary, pretext_programmes
+from scssl.module._masked import DEFAULT_GENE_SAMPLE_SIZE
+from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
+from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
+
+from ._statistics import gene_root_mean_square, set_batch_means
+
+
+def build_ssl_module(
+    model,
+    module_cls,
+    *,
+    pretext: str = "random_mask",
+    gene_sets: str | Path | dict[str, list[str]] | None = None,
+    likelihood: str = "mse",
+    n_latent: int = DEFAULT_N_LATENT,
+    n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
+    dropout_rate: float | None = None,
+    activation: str = "selu",
+    mask_rate: float | None = None,
+    min_targets: int = 5,
+    batch_centering: bool = True,
+    gene_sample_size: int | None = DEFAULT_GENE_SAMPLE_SIZE,
+    module_kwargs: dict | None = None,
+    **pretext_kwargs,
+) -> tuple[str, dict | None]:
+    """Set ``model.module`` (an ``SSLModule`` of ``module_cls``) and its data statistics.
+
+    Pretext defaults follow the study: dropout 0.1 for masked pretexts and 0.0 for contrastive
+    ones, mask rate 0.5 of genes or 0.25 of gene programmes. ``module_kwargs`` go to the module
+    too (a subclass's own options). Returns a summary of the options for the model's string,
+    and the gene sets as a plain dict (for the model's ``init_params_``, so that a saved model
+    loads without the GMT file).
+    """
+    if pretext not in PRETEXTS:
+        raise ValueError(f"pretext={pretext!r} is not known; choose one of {list(PRETEXTS)}.")
+    vocabulary = GeneVocabulary.from_adata(model.adata)
+    gene_sets, programmes = pretext_programmes(pretext, gene_sets, vocabulary, min_targets)
+    masked = pretext in MASKED_PRETEXTS
+    if dropout_rate is None:
+        dropout_rate = 0.1 if masked else 0.0
+    if mask_rate is None:
+        mask_rate = 0.25 if pretext == "gene_programme_mask" else 0.5
+    model.module = module_cls(
+        model.summary_stats.n_vars,
+        n_batch=model.summary_stats.n_batch,
+        pretext=pretext,
+        likelihood=likelihood,
+        n_latent=n_latent,
+        n_hidden=tuple(n_hidden),
+        dropout_rate=dropout_rate,
+        activation=activation,
+        mask_rate=mask_rate,
+        log_normalized=model.registry_["setup_args"]["log_normalized"],
+        programme_members=None if programmes is None else programmes.members,
+        tf_index=None if programmes is None else programmes.anchors,
+        batch_centering=batch_centering,
+        gene_sample_size=gene_sample_size,
+        **(module_kwargs or {}),
+        **pretext_kwargs,
+    )
+    model.gene_vocabulary_ = vocabulary.to_dict()
+    model.programme_names_ = None if programmes is None else programmes.names
+    details = f"mask_rate={mask_rate}, likelihood={likelihood}, " if masked else ""
+    if model.module.has_decoder and model.module._samples_genes():
+        model.module.set_gene_importance(gene_root_mean_square(model))
+    if model.module.batch_centering:
+        set_batch_means(model)
+        details += "batch centering, "
+    if programmes is not None:
+        details += f"{len(programmes.names)} programmes, "
+    summary = (
+        f"pretext={pretext}, {model.summary_stats.n_vars} genes, hidden={list(n_hidden)}, "
+        f"n_latent={n_latent}, activation={activation}, {details}dropout_rate={dropout_rate}"
+    )
+    return summary, gene_sets

@@ -21,6 +21,7 @@ from scssl.data import (
     DEFAULT_MIN_OVERLAP,
     GeneVocabulary,
     align_to_vocabulary,
+    check_obs_column,
     placeholder_anndata,
 )
 
@@ -34,13 +35,19 @@ MDATA_FILE = "mdata.h5mu"
 
 
 def load_module_state(
-    module: torch.nn.Module, state: dict, *, strict: bool = True, source: str = "the weights"
+    module: torch.nn.Module,
+    state: dict,
+    *,
+    strict: bool = True,
+    source: str = "the weights",
+    exact_dtype: bool = False,
 ) -> None:
     """Copy ``state`` into ``module``, refusing tensors of another shape or kind.
 
     ``strict``: every parameter and buffer of the module must be in ``state`` and nothing else;
     otherwise parameters absent from ``state`` keep their values. Floating-point weights stored
-    as integers (or the reverse) are refused rather than cast.
+    as integers (or the reverse) are refused rather than cast; with ``exact_dtype`` (scssl's
+    own model files, which round-trip bit for bit) any other dtype is refused too.
 
     Raises
     ------
@@ -58,10 +65,18 @@ def load_module_state(
         )
     for name, value in state.items():
         target = own[name]
-        if value.is_floating_point() != target.is_floating_point():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"{source}: {name} is a {type(value).__name__}, not a tensor; the file is "
+                "damaged or tampered with."
+            )
+        if value.is_floating_point() != target.is_floating_point() or (
+            exact_dtype and value.dtype != target.dtype
+        ):
             raise ValueError(
                 f"{source}: {name} is stored as {value.dtype}, but the model holds "
-                f"{target.dtype}; a converted or tampered file cannot be loaded faithfully."
+                f"{target.dtype}; a converted or tampered file cannot be loaded faithfully. "
+                "Save or export the model again from its original."
             )
         if tuple(value.shape) != tuple(target.shape):
             raise ValueError(
@@ -124,9 +139,18 @@ class ModelFilesMixin:
             if batch_key not in data.obs:
                 raise KeyError(
                     f"The model was set up with batch_key={batch_key!r}, which is not a column "
-                    f"of adata.obs (columns: {list(data.obs.columns)})."
+                    f"of adata.obs (columns: {list(data.obs.columns)}). Add each cell's batch "
+                    f"there (one of the model's batches: {list(batch_categories)[:10]})."
                 )
-            batch_codes(data.obs[batch_key], batch_categories, batch_key)
+            check_obs_column(data, batch_key, "batch_key")
+            batch_codes(
+                data.obs[batch_key],
+                batch_categories,
+                batch_key,
+                " The model's batch-dependent parts know only these: give the cells one of "
+                "them; to embed cells of a new batch, call model.get_latent_representation(adata) "
+                "instead.",
+            )
         return data
 
     @classmethod
@@ -152,6 +176,7 @@ class ModelFilesMixin:
         strict: bool = True,
         min_overlap: float = DEFAULT_MIN_OVERLAP,
         source: str = "the weights",
+        exact_dtype: bool = False,
     ):
         """A model of this class holding ``state_dict``, set up on ``adata`` or a placeholder.
 
@@ -181,6 +206,9 @@ class ModelFilesMixin:
             Smallest share of the vocabulary that ``adata`` must have.
         source
             How errors name the weights (a file path).
+        exact_dtype
+            Refuse weights of another dtype than the model's (scssl's own files), rather than
+            only integers for floats.
 
         """
         if isinstance(gene_vocabulary, dict):
@@ -193,8 +221,16 @@ class ModelFilesMixin:
             # a placeholder holds fewer cells than scvi-tools expects of training data
             warnings.filterwarnings("ignore", message=".*fewer than 3 cells.*")
             cls._register(data, setup_args, registry)
-            model = cls(data, **init_params)
-        load_module_state(model.module, state_dict, strict=strict, source=source)
+            try:
+                model = cls(data, **init_params)
+            except TypeError as error:
+                raise ValueError(
+                    f"The settings stored with {source} do not build a {cls.__name__} ({error}). "
+                    "Was it written by another model class or scssl version?"
+                ) from error
+        load_module_state(
+            model.module, state_dict, strict=strict, source=source, exact_dtype=exact_dtype
+        )
         model.gene_vocabulary_ = gene_vocabulary.to_dict()
         model.is_trained_ = True
         for name, value in (attributes or {}).items():
@@ -293,14 +329,17 @@ class ModelFilesMixin:
         dir_path = Path(dir_path)
         path = dir_path / f"{prefix or ''}{MODEL_FILE}"
         if not path.is_file():
+            hint = "save one with model.save(dir_path)"
+            if (dir_path / "model.safetensors").is_file():
+                hint = (
+                    "it holds a safetensors export: read it with "
+                    f"scssl.io.import_safetensors({str(dir_path)!r})"
+                )
             raise FileNotFoundError(
-                f"{path} does not exist: {dir_path} holds no saved model (save one with "
-                "model.save(dir_path))."
+                f"{path} does not exist: {dir_path} holds no saved model ({hint})."
             )
         state, attributes = read_model_file(path)
-        registry = attributes.pop("registry_", None)
-        if not isinstance(registry, dict) or "setup_args" not in registry:
-            raise ValueError(f"{path} holds no scvi-tools registry; it is not a saved model.")
+        registry = attributes.pop("registry_")
         saved_class = registry.get("model_name")
         if saved_class != cls.__name__:
             raise ValueError(
@@ -320,6 +359,7 @@ class ModelFilesMixin:
             attributes=attributes,
             min_overlap=min_overlap,
             source=str(path),
+            exact_dtype=True,
         )
         _, _, torch_device = parse_device_args(
             accelerator=accelerator, devices=device, return_device="torch"

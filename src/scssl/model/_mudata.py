@@ -58,7 +58,10 @@ def checked_modalities(mdata, modalities: dict[str, str] | None) -> dict[str, st
         )
     if modalities["rna_layer"] == modalities["protein_layer"]:
         raise ValueError(
-            f"The RNA and protein modalities must differ; both are {modalities['rna_layer']!r}."
+            f"The RNA and protein modalities must differ; both are {modalities['rna_layer']!r}. "
+            f"Name the modality with the protein counts (the MuData has {list(mdata.mod)}): "
+            "protein=... in from_encoder, or modalities={'rna_layer': ..., 'protein_layer': ...}"
+            " in setup_mudata."
         )
     return modalities
 
@@ -85,22 +88,28 @@ def check_rna(rna: AnnData, key: str, layer: str | None, log_normalized: bool) -
         expression_matrix(rna, layer, f"mdata.mod[{key!r}]"),
         log_normalized=log_normalized,
         where=where(key, layer),
+        counts_hint=(
+            "put the raw RNA counts in {where}, or name the layer of "
+            f"mdata.mod[{key!r}] that holds them (rna_layer='counts')"
+        ),
+        log_hint="if the values are normalize_total + log1p, pass log_normalized=True",
     )
     check_unique_var_names(rna.var_names, where=f"mdata.mod[{key!r}].var_names")
 
 
 def check_proteins(protein: AnnData, key: str, layer: str | None) -> None:
     """Raw antibody counts under unique protein names."""
-    try:
-        check_expression_matrix(
-            expression_matrix(protein, layer, f"mdata.mod[{key!r}]"), where=where(key, layer)
-        )
-    except ValueError as error:
-        raise ValueError(
-            f"{error}\nProteins must be raw antibody (ADT) counts: SSLProteinPredictor "
-            "predicts log1p counts. CLR- or log-normalised protein values are not supported; "
-            "pass the layer with the raw counts (protein_layer=...)."
-        ) from None
+    check_expression_matrix(
+        expression_matrix(protein, layer, f"mdata.mod[{key!r}]"),
+        where=where(key, layer),
+        counts_hint=(
+            "proteins must be raw antibody (ADT) counts, as SSLProteinPredictor predicts log1p "
+            "counts; CLR- or log-normalised protein values are not supported. Put the raw "
+            f"counts in {{where}}, or name the layer of mdata.mod[{key!r}] that holds them "
+            "(protein_layer='counts')"
+        ),
+        log_hint=None,
+    )
     duplicated = protein.var_names[protein.var_names.duplicated()]
     if len(duplicated):
         raise ValueError(

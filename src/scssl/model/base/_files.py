@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import anndata as ad
+import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 
@@ -61,7 +62,9 @@ def load_module_state(
     if unexpected or missing:
         raise ValueError(
             f"{source} does not fit this {type(module).__name__}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}. Was it saved from another model or scssl version?"
+            f"unexpected {unexpected[:5]}. It was saved from another model or scssl version, "
+            "or edited: load it with the model class and scssl version that saved it, or save "
+            "it again from the original."
         )
     for name, value in state.items():
         target = own[name]
@@ -82,7 +85,9 @@ def load_module_state(
             raise ValueError(
                 f"{source}: {name} has shape {tuple(value.shape)}, but the model built from its "
                 f"settings and {module.n_input} genes has {tuple(target.shape)}. The weights "
-                "belong to a model of another size or gene vocabulary."
+                "belong to a model of another size or gene vocabulary: load them with the "
+                "settings and gene list they were saved with, or save them again from the "
+                "original."
             )
     module.load_state_dict({**own, **state} if not strict else state, strict=True)
 
@@ -100,6 +105,28 @@ def _registered_batches(registry: dict | None) -> list[str] | None:
         return None
     state = registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["state_registry"]
     return [str(c) for c in state["categorical_mapping"]]
+
+
+def _unlabeled_cells(data, setup_args: dict, init_params: dict, attributes: dict) -> dict:
+    """Cells without the labels a classifier was trained with: all of the unlabeled category.
+
+    Rebuilding a classifier from weights (a safetensors export) on data to predict, which
+    have no labels column (a placeholder, a query), adds one to ``data`` (always scssl's own
+    AnnData) whose categories are the model's classes, as for a saved model with its registry.
+    Returns the constructor's parameters with the class names fixed.
+    """
+    labels_key = setup_args.get("labels_key")
+    class_names = init_params.get("class_names") or attributes.get("class_names_")
+    if labels_key is None or not class_names or not isinstance(data, ad.AnnData):
+        return init_params
+    if labels_key not in data.obs:
+        unlabeled = str(setup_args.get("unlabeled_category", "Unknown"))
+        categories = [str(c) for c in class_names]
+        data.obs[labels_key] = pd.Categorical(
+            [unlabeled] * data.n_obs,
+            categories=categories + ([unlabeled] if unlabeled not in categories else []),
+        )
+    return {**init_params, "class_names": list(class_names)}
 
 
 class ModelFilesMixin:
@@ -217,6 +244,8 @@ class ModelFilesMixin:
         data = cls._setup_data(
             adata, gene_vocabulary, setup_args, batches, min_overlap, attributes or {}
         )
+        if registry is None:
+            init_params = _unlabeled_cells(data, setup_args, init_params, attributes or {})
         with warnings.catch_warnings():
             # a placeholder holds fewer cells than scvi-tools expects of training data
             warnings.filterwarnings("ignore", message=".*fewer than 3 cells.*")

@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._safe_load import UnsafeCheckpointError, load_torch_weights, pickled_strings
+from ._safe_load import (
+    UnsafeCheckpointError,
+    _allowed,
+    load_torch_weights,
+    pickle_globals,
+    pickled_strings,
+)
 
 #: Version of the attribute encoding; files without it were written by scvi-tools' pickler.
 MODEL_FILE_FORMAT = 2
@@ -81,8 +87,45 @@ def write_model_file(path: str | Path, state_dict: dict, var_names, attributes: 
     )
 
 
+#: Globals that scvi-tools' pickled model files ask for (pandas tables, numpy arrays, plain
+#: containers); a file asking for anything else is reported as it is.
+_SCVI_PICKLE_PREFIXES = (
+    "pandas._libs.internals.",
+    "pandas._libs.tslibs.",
+    "pandas.core.frame.",
+    "pandas.core.series.",
+    "pandas.core.indexes.",
+    "pandas.core.arrays.",
+    "pandas.core.dtypes.",
+    "pandas.core.internals.",
+    "numpy.core.multiarray.",
+    "numpy._core.multiarray.",
+    "numpy.dtypes.",
+)
+_SCVI_PICKLE_NAMES = {
+    "numpy.dtype",
+    "numpy.ndarray",
+    "collections.defaultdict",
+    "collections.OrderedDict",
+    *(
+        f"{module}.{name}"
+        for module in ("__builtin__", "builtins")
+        for name in ("bytes", "bytearray", "dict", "list", "set", "frozenset", "slice", "tuple")
+    ),
+}
+
+
 def _pickled_model_name(path: Path) -> str | None:
-    """The ``model_name`` in the registry of a model file pickled by scvi-tools (scanned only)."""
+    """The class of a model file pickled by scvi-tools, if it asks for nothing else.
+
+    The file is only scanned: its ``model_name`` registry entry is read from the pickle's
+    strings, and every global it would import must be one scvi-tools' files use.
+    """
+    requested = [g for g in pickle_globals(path) if not _allowed(g)]
+    if not requested or not all(
+        g in _SCVI_PICKLE_NAMES or g.startswith(_SCVI_PICKLE_PREFIXES) for g in requested
+    ):
+        return None
     strings = pickled_strings(path)
     for position, value in enumerate(strings[:-1]):
         if value == "model_name":
@@ -131,11 +174,16 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
     missing = [k for k in ("model_state_dict", "attr_dict") if k not in content]
     if missing:
         raise ValueError(
-            f"{path} is not an scssl model file: it lacks {missing} (keys: {list(content)[:8]})."
+            f"{path} is not an scssl model file: it lacks {missing} (keys: {list(content)[:8]}). "
+            "Save models with model.save(dir_path); published checkpoints load with "
+            "from_ssl_in_scg."
         )
     state, attributes = content["model_state_dict"], content["attr_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path} is not an scssl model file: its weights are not tensors.")
+        raise ValueError(
+            f"{path} is not an scssl model file: its weights are not tensors. Save models with "
+            "model.save(dir_path)."
+        )
     try:
         attributes = decode_attributes(attributes) if isinstance(attributes, dict) else None
     except (TypeError, ValueError, KeyError) as error:

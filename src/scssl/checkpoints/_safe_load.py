@@ -193,7 +193,11 @@ def _check_file(path: Path) -> None:
             f"{path} is a directory; pass the checkpoint file inside it (e.g. {path / 'model.pt'})."
         )
     if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint file {path} does not exist.")
+        raise FileNotFoundError(
+            f"Checkpoint file {path} does not exist; check the path (a training run with "
+            "checkpoint_dir=... writes <checkpoint_dir>/last.ckpt; published files must be "
+            "downloaded first)."
+        )
 
 
 def _damaged(path: Path, detail: str) -> str:

@@ -214,7 +214,10 @@ def import_safetensors(
         )
     weights = dir_path / WEIGHTS_FILE
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} does not exist; the export is incomplete.")
+        raise FileNotFoundError(
+            f"{weights} does not exist; the export is incomplete. Copy the whole directory, "
+            "or export the model again with scssl.io.export_safetensors."
+        )
     state = load_safetensors(weights)
     exported_as = _weights_model_class(weights)
     if exported_as is not None and exported_as != card["model_class"]:

@@ -139,20 +139,27 @@ def check_batch_column(mdata: MuData, batch_key: str | None, batch_mod: str | No
         )
 
 
-def rna_with_obs(data, rna_key: str) -> AnnData:
-    """The RNA of a MuData (with the cells' joint ``obs``), or an AnnData of RNA as it is."""
+def rna_with_obs(data, rna_key: str, batch_modality: str | None = None) -> AnnData:
+    """The RNA of a MuData (with the cells' joint ``obs``), or an AnnData of RNA as it is.
+
+    A column both in the MuData's ``obs`` and in the RNA modality's is taken from the MuData's,
+    where :meth:`~scssl.model.SSLProteinPredictor.setup_mudata` reads ``batch_key`` by default;
+    from the RNA modality's when ``batch_modality`` (``modalities["batch_key"]``) names it.
+    """
     if isinstance(data, MuData):
         rna = data.mod.get(rna_key)
         if rna is None:
             raise KeyError(
                 f"The MuData has no RNA modality {rna_key!r} (modalities: {list(data.mod)}); "
-                "the model predicts proteins from it."
+                f"the model predicts proteins from it. Name the RNA modality {rna_key!r}, as "
+                "when the model was trained, or pass the RNA AnnData itself."
             )
-        obs = data.obs.loc[rna.obs_names] if rna.n_obs != data.n_obs else data.obs
-        obs = pd.concat([rna.obs, obs.drop(columns=rna.obs.columns, errors="ignore")], axis=1)
-        return AnnData(
-            X=rna.X, obs=obs.set_axis(rna.obs_names), var=rna.var, layers=dict(rna.layers)
-        )
+        joint = data.obs.loc[rna.obs_names] if rna.n_obs != data.n_obs else data.obs
+        joint = joint.set_axis(rna.obs_names)
+        if batch_modality == rna_key:
+            joint = joint.drop(columns=rna.obs.columns, errors="ignore")
+        obs = pd.concat([rna.obs.drop(columns=joint.columns, errors="ignore"), joint], axis=1)
+        return AnnData(X=rna.X, obs=obs, var=rna.var, layers=dict(rna.layers))
     if isinstance(data, AnnData):
         return data
     raise TypeError(f"Expected a MuData or an AnnData of RNA counts, got {type(data).__name__}.")

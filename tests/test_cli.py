@@ -167,3 +167,42 @@ def test_label_key_is_a_deprecated_alias(kang_demo, tmp_path, capsys):
         )  # fmt: skip
     assert code == 0
     assert json.loads((out / "results.json").read_text())["settings"]["labels_key"] == "cell_type"
+
+
+@pytest.mark.parametrize("command", ["embed", "pretrain"])
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("counts.csv", "anndata.read_csv"),
+        ("cells.h5mu", "mudata.read_h5mu(path).mod['rna']"),
+        ("folder", "is a directory"),
+        ("cells.loom", "anndata.read_loom"),
+    ],
+)
+def test_an_input_that_is_not_h5ad_gives_one_line(command, name, hint, tmp_path, capsys):
+    path = tmp_path / name
+    if name == "folder":
+        path.mkdir()
+    else:
+        path.write_text("cell,G0\nc0,1\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    if command == "embed":
+        argv = ["embed", "--model", str(model), "--input", str(path), "--output", "out.h5ad"]
+    else:
+        argv = ["pretrain", "--input", str(path), "--out", str(model)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"scssl {command}: error: --input {path}")
+    assert hint in err and ("write_h5ad" in err or name == "folder")
+
+
+def test_embed_with_a_missing_model_folder(tmp_path, capsys):
+    data = tmp_path / "cells.h5ad"
+    ad.AnnData(np.ones((2, 3), dtype=np.float32)).write_h5ad(data)
+    argv = ["embed", "--model", str(tmp_path / "nope"), "--input", str(data), "--output", "o"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--model {tmp_path / 'nope'} does not exist; pass the folder" in err

@@ -31,6 +31,68 @@ def _options(args: argparse.Namespace, names) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
+#: How to turn other files into an ``.h5ad``, by suffix.
+_CONVERSIONS = {
+    (".csv", ".tsv", ".txt", ".gz"): "read it with anndata.read_csv(path) (tab-separated: "
+    "anndata.read_text(path, delimiter='\\t'); cells as rows) and save it with "
+    "adata.write_h5ad('cells.h5ad')",
+    (".h5mu",): "it is a MuData file: save its RNA modality with "
+    "mudata.read_h5mu(path).mod['rna'].write_h5ad('rna.h5ad')",
+    (".h5",): "if it is a 10x Genomics .h5, read it with scanpy.read_10x_h5(path) and save it "
+    "with adata.write_h5ad('cells.h5ad')",
+    (".loom",): "read it with anndata.read_loom(path) and save it with adata.write_h5ad(...)",
+    (".zarr",): "read it with anndata.read_zarr(path) and save it with adata.write_h5ad(...)",
+    (".mtx",): "read the 10x folder with scanpy.read_10x_mtx(folder) and save it with "
+    "adata.write_h5ad(...)",
+}
+
+
+def _conversion_hint(path: Path) -> str:
+    suffix = path.suffix.lower()
+    for suffixes, hint in _CONVERSIONS.items():
+        if suffix in suffixes:
+            return hint
+    return "convert it to AnnData's .h5ad format first (adata.write_h5ad('cells.h5ad'))"
+
+
+def _read_h5ad(path: str, option: str):
+    """The AnnData in ``path``, or an error naming the option and how to convert the file."""
+    import anndata as ad
+    import h5py
+
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"{option} {file} does not exist.")
+    if file.is_dir():
+        raise ValueError(
+            f"{option} {file} is a directory, not an .h5ad file; {_conversion_hint(file)}."
+        )
+    if not h5py.is_hdf5(file):
+        raise ValueError(
+            f"{option} {file} is not an .h5ad file (AnnData's HDF5 format); "
+            f"{_conversion_hint(file)}."
+        )
+    try:
+        return ad.read_h5ad(file)
+    except Exception as error:  # an HDF5 file that is not an AnnData
+        raise ValueError(
+            f"{option} {file} is an HDF5 file but not a readable .h5ad ({error}); "
+            f"{_conversion_hint(file)}."
+        ) from error
+
+
+def _model_dir(path: str, option: str = "--model") -> Path:
+    """A directory holding a saved model, or an error saying what was given instead."""
+    directory = Path(path)
+    if not directory.is_dir():
+        what = "does not exist" if not directory.exists() else "is a file, not a directory"
+        raise FileNotFoundError(
+            f"{option} {directory} {what}; pass the folder a model was saved to "
+            "(scssl pretrain --out, or model.save(folder))."
+        )
+    return directory
+
+
 def _demo(args: argparse.Namespace) -> int:
     import matplotlib
 
@@ -87,13 +149,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
-    import anndata as ad
     import scvi
 
     from scssl.model import SSLEncoder
 
+    adata = _read_h5ad(args.input, "--input")
     scvi.settings.seed = args.seed
-    adata = ad.read_h5ad(args.input)
     SSLEncoder.setup_anndata(
         adata, layer=args.layer, batch_key=args.batch_key, log_normalized=args.log_normalized
     )
@@ -107,14 +168,13 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    import anndata as ad
-
     from scssl.model import SSLEncoder
     from scssl.tl import embed
     from scssl.tl._uns import uns_key
 
-    adata = ad.read_h5ad(args.input)
-    model = SSLEncoder.load_query_data(adata, args.model, min_overlap=args.min_overlap)
+    model_dir = _model_dir(args.model)
+    adata = _read_h5ad(args.input, "--input")
+    model = SSLEncoder.load_query_data(adata, model_dir, min_overlap=args.min_overlap)
     embed(adata, model, key_added=args.key_added, min_overlap=args.min_overlap)
     adata.write_h5ad(args.output)
     alignment = adata.uns[uns_key(args.key_added)]["alignment"]
@@ -321,8 +381,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, ConnectionError) as error:
-        print(f"scssl {args.command}: error: {error}", file=sys.stderr)
+    except (ValueError, KeyError, TypeError, OSError) as error:
+        # one line, no traceback: the message says what is wrong and how to fix it
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"scssl {args.command}: error: {' '.join(str(message).split())}", file=sys.stderr)
         return 2
 
 

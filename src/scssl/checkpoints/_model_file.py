@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._safe_load import load_torch_weights
+from ._safe_load import (
+    UnsafeCheckpointError,
+    _allowed,
+    load_torch_weights,
+    pickle_globals,
+    pickled_strings,
+)
 
 #: Version of the attribute encoding; files without it were written by scvi-tools' pickler.
 MODEL_FILE_FORMAT = 2
@@ -81,6 +87,52 @@ def write_model_file(path: str | Path, state_dict: dict, var_names, attributes: 
     )
 
 
+#: Globals that scvi-tools' pickled model files ask for (pandas tables, numpy arrays, plain
+#: containers); a file asking for anything else is reported as it is.
+_SCVI_PICKLE_PREFIXES = (
+    "pandas._libs.internals.",
+    "pandas._libs.tslibs.",
+    "pandas.core.frame.",
+    "pandas.core.series.",
+    "pandas.core.indexes.",
+    "pandas.core.arrays.",
+    "pandas.core.dtypes.",
+    "pandas.core.internals.",
+    "numpy.core.multiarray.",
+    "numpy._core.multiarray.",
+    "numpy.dtypes.",
+)
+_SCVI_PICKLE_NAMES = {
+    "numpy.dtype",
+    "numpy.ndarray",
+    "collections.defaultdict",
+    "collections.OrderedDict",
+    *(
+        f"{module}.{name}"
+        for module in ("__builtin__", "builtins")
+        for name in ("bytes", "bytearray", "dict", "list", "set", "frozenset", "slice", "tuple")
+    ),
+}
+
+
+def _pickled_model_name(path: Path) -> str | None:
+    """The class of a model file pickled by scvi-tools, if it asks for nothing else.
+
+    The file is only scanned: its ``model_name`` registry entry is read from the pickle's
+    strings, and every global it would import must be one scvi-tools' files use.
+    """
+    requested = [g for g in pickle_globals(path) if not _allowed(g)]
+    if not requested or not all(
+        g in _SCVI_PICKLE_NAMES or g.startswith(_SCVI_PICKLE_PREFIXES) for g in requested
+    ):
+        return None
+    strings = pickled_strings(path)
+    for position, value in enumerate(strings[:-1]):
+        if value == "model_name":
+            return strings[position + 1]
+    return None
+
+
 def read_model_file(path: str | Path) -> tuple[dict, dict]:
     """State dict and decoded attributes of a ``model.pt`` written by :func:`write_model_file`.
 
@@ -89,17 +141,64 @@ def read_model_file(path: str | Path) -> tuple[dict, dict]:
     FileNotFoundError
         When there is no such file.
     scssl.checkpoints.UnsafeCheckpointError
-        For a file that would run code when loaded (e.g. a model saved by scssl 0.1 through
-        scvi-tools' pickler, or a tampered file).
+        For a file that would run code when loaded (e.g. a model saved by scvi-tools or by
+        scssl 0.1 through scvi-tools' pickler, or a tampered file).
     ValueError
         For a truncated or unreadable file, or one that is not a model file.
 
     """
     path = Path(path)
-    content = load_torch_weights(path)
+    if not path.is_file() and not path.is_dir():
+        raise FileNotFoundError(
+            f"{path} does not exist: {path.parent} holds no saved scssl model (save one with "
+            "model.save(dir_path))."
+        )
+    try:
+        content = load_torch_weights(path)
+    except UnsafeCheckpointError as error:
+        name = _pickled_model_name(path)
+        if name is None:
+            raise
+        raise UnsafeCheckpointError(
+            f"Refused to load {path}: it holds a {name} saved through scvi-tools' pickler "
+            f"(scvi-tools, or scssl before model files became weights-only), whose attributes "
+            "only an unrestricted unpickler, one that can run code from the file, would "
+            "rebuild. scssl never runs code from a model file. "
+            + (
+                f"Load a scvi-tools model with scvi.model.{name}.load(...)."
+                if not name.startswith("SSL")
+                else "Save the model again with this version of scssl (model.save), from a "
+                "source you trust."
+            )
+        ) from error
     missing = [k for k in ("model_state_dict", "attr_dict") if k not in content]
     if missing:
         raise ValueError(
-            f"{path} is not an scssl model file: it lacks {missing} (keys: {list(content)[:8]})."
+            f"{path} is not an scssl model file: it lacks {missing} (keys: {list(content)[:8]}). "
+            "Save models with model.save(dir_path); published checkpoints load with "
+            "from_ssl_in_scg."
         )
-    return content["model_state_dict"], decode_attributes(content["attr_dict"])
+    state, attributes = content["model_state_dict"], content["attr_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"{path} is not an scssl model file: its weights are not tensors. Save models with "
+            "model.save(dir_path)."
+        )
+    try:
+        attributes = decode_attributes(attributes) if isinstance(attributes, dict) else None
+    except (TypeError, ValueError, KeyError) as error:
+        raise ValueError(
+            f"{path}: the model's attributes cannot be decoded ({error}); the file is damaged "
+            "or was written by another scssl version."
+        ) from error
+    registry = (attributes or {}).get("registry_")
+    if (
+        not isinstance(registry, dict)
+        or not isinstance(registry.get("setup_args"), dict)
+        or not isinstance((attributes or {}).get("gene_vocabulary_"), dict)
+    ):
+        raise ValueError(
+            f"{path} is not an scssl model file: it holds no scvi-tools registry or gene "
+            "vocabulary. Save the model with model.save(dir_path)."
+        )
+    return state, attributes

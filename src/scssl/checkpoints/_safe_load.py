@@ -52,33 +52,75 @@ class UnsafeCheckpointError(ValueError):
     """A weight file would need to run code (pickled objects other than tensors) to load."""
 
 
+def _pickle_streams(path: Path) -> tuple[list[bytes], bool] | None:
+    """The pickled bytes of a file and whether they are a :func:`torch.save` zip's streams.
+
+    ``None`` when the file cannot be read.
+    """
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith(".pkl")]
+                return [archive.read(n) for n in names], True
+        return [path.read_bytes()], False
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return None
+
+
+def _scan_pickles(path: Path) -> tuple[list[str], list[str], bool]:
+    """Globals and strings the pickles of ``path`` name, and whether they parse.
+
+    The opcodes are only scanned (:mod:`pickletools`), never executed. A plain file may hold
+    several pickles one after the other (the legacy :func:`torch.save` format, followed by raw
+    tensor bytes): they are scanned in turn, and the file parses when its first pickle does.
+    """
+    read = _pickle_streams(path)
+    if read is None:
+        return [], [], False
+    streams, zipped = read
+    found: list[str] = []
+    strings: list[str] = []
+    complete = bool(streams)
+    for data in streams:
+        buffer = io.BytesIO(data)
+        first = True
+        while buffer.tell() < len(data):
+            start = len(strings)
+            try:
+                for opcode, arg, _ in pickletools.genops(buffer):
+                    if opcode.name in (
+                        "SHORT_BINUNICODE",
+                        "BINUNICODE",
+                        "UNICODE",
+                        "BINUNICODE8",
+                    ):
+                        strings.append(str(arg))
+                    elif opcode.name == "GLOBAL":
+                        found.append(str(arg).replace(" ", "."))
+                    elif opcode.name == "STACK_GLOBAL" and len(strings) - start >= 2:
+                        found.append(f"{strings[-2]}.{strings[-1]}")
+            except Exception:  # a damaged stream, or raw bytes after the pickles
+                if first or zipped:
+                    complete = False
+                break
+            first = False
+            if zipped:
+                break
+    return sorted(set(found)), strings, complete
+
+
 def pickle_globals(path: str | Path) -> list[str]:
     """The ``module.name`` references a pickle-based file would import when unpickled.
 
     The pickle opcodes are only scanned (:mod:`pickletools`), never executed. Works on the zip
     format of :func:`torch.save` and on plain pickle files.
     """
-    path = Path(path)
-    streams: list[bytes] = []
-    if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            streams = [archive.read(n) for n in archive.namelist() if n.endswith(".pkl")]
-    else:
-        streams = [path.read_bytes()]
-    found: list[str] = []
-    for data in streams:
-        strings: list[str] = []
-        try:
-            for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
-                if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                    strings.append(str(arg))
-                elif opcode.name == "GLOBAL":
-                    found.append(str(arg).replace(" ", "."))
-                elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    found.append(f"{strings[-2]}.{strings[-1]}")
-        except Exception:  # a scan of a damaged stream reports what it saw
-            pass
-    return sorted(set(found))
+    return _scan_pickles(Path(path))[0]
+
+
+def pickled_strings(path: str | Path) -> list[str]:
+    """The strings in a pickle-based file, in order (scanned, never executed)."""
+    return _scan_pickles(Path(path))[1]
 
 
 def _allowed(name: str) -> bool:
@@ -116,15 +158,17 @@ def load_torch_weights(path: str | Path) -> dict:
 
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Checkpoint file {path} does not exist.")
+    _check_file(path)
     if path.suffix == ".safetensors":
         return load_safetensors(path)
     try:
         with torch.serialization.safe_globals(_SAFE_NUMPY_GLOBALS + _SAFE_TORCH_GLOBALS):
             content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        requested = [g for g in pickle_globals(path) if not _allowed(g)]
+        found, _, complete = _scan_pickles(path)
+        requested = [g for g in found if not _allowed(g)]
+        if not requested and not complete:
+            raise ValueError(_damaged(path, "its pickle stream is malformed")) from error
         raise UnsafeCheckpointError(
             f"Refused to load {path}: it contains pickled Python objects beyond tensors and "
             f"plain containers ({', '.join(requested[:8]) or _reason(error)}), which only an "
@@ -133,10 +177,8 @@ def load_torch_weights(path: str | Path) -> dict:
             "from a downloaded file. If the file is not what you expected, delete it; if you "
             "made it yourself, save only tensors (model.state_dict()) or use safetensors."
         ) from error
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(
-            f"{path} is not a readable PyTorch checkpoint ({error}). Is the download complete?"
-        ) from error
+    except Exception as error:  # truncated zip, wrong format, unreadable storage ...
+        raise ValueError(_damaged(path, f"{type(error).__name__}: {error}")) from error
     if not isinstance(content, dict):
         raise ValueError(
             f"{path} holds a {type(content).__name__}, not a dictionary of weights (a state "
@@ -145,8 +187,60 @@ def load_torch_weights(path: str | Path) -> dict:
     return content
 
 
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"{path} is a directory; pass the checkpoint file inside it (e.g. {path / 'model.pt'})."
+        )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Checkpoint file {path} does not exist; check the path (a training run with "
+            "checkpoint_dir=... writes <checkpoint_dir>/last.ckpt; published files must be "
+            "downloaded first)."
+        )
+
+
+def _damaged(path: Path, detail: str) -> str:
+    detail = " ".join(detail.split())
+    if len(detail) > 160:
+        detail = detail[:157] + "..."
+    return (
+        f"{path} is not a readable PyTorch checkpoint: the file is damaged, truncated or of "
+        f"another format ({detail}). Is the download or copy complete? Download or save it "
+        "again."
+    )
+
+
 def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file (a format without pickle)."""
+    """Tensors of a ``.safetensors`` file (a format without pickle).
+
+    Raises
+    ------
+    UnsafeCheckpointError
+        When the file is a pickle (e.g. written by :func:`torch.save`) under a safetensors name;
+        it is not unpickled.
+    ValueError
+        For a damaged or truncated file.
+
+    """
     from safetensors.torch import load_file
 
-    return load_file(str(path), device="cpu")
+    path = Path(path)
+    _check_file(path)
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        raise UnsafeCheckpointError(
+            f"Refused to load {path}: it is named .safetensors but holds a pickle (a torch.save "
+            "file), which can run code when loaded. Use the model.safetensors written by "
+            "scssl.io.export_safetensors; if you made this file yourself, write it with "
+            "safetensors.torch.save_file."
+        )
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors' own error type, or an OSError
+        raise ValueError(
+            f"{path} is not a readable safetensors file: it is damaged, truncated or of another "
+            f"format ({' '.join(str(error).split())[:160]}). Is the download or copy complete? "
+            "Export the model again with scssl.io.export_safetensors."
+        ) from error

@@ -41,7 +41,11 @@ def _scan(matrix, where: str) -> dict:
     for _, block in _row_chunks(matrix):
         values = _values(block)
         if values.dtype.kind not in "biuf":
-            raise ValueError(f"{where} has dtype {values.dtype}; a numeric matrix is required.")
+            raise ValueError(
+                f"{where} has dtype {values.dtype}; scssl needs a numeric matrix of counts. "
+                f"Convert it, e.g. {where} = {where}.astype(np.float32), or read the counts "
+                "again as numbers."
+            )
         floating = values.dtype.kind == "f"
         stats["nan"] += int(np.isnan(values).sum()) if floating else 0
         stats["inf"] += int(np.isinf(values).sum()) if floating else 0
@@ -58,7 +62,22 @@ def _scan(matrix, where: str) -> dict:
     return stats
 
 
-def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str = "adata.X") -> int:
+#: How to point scssl at raw counts, unless a caller knows better (e.g. a MuData modality).
+COUNTS_HINT = (
+    "put the raw counts in {where}, or name the layer that holds them "
+    "(setup_anndata(adata, layer='counts'))"
+)
+LOG_HINT = "if the values are normalize_total + log1p, set up with log_normalized=True"
+
+
+def check_expression_matrix(
+    matrix,
+    *,
+    log_normalized: bool = False,
+    where: str = "adata.X",
+    counts_hint: str = COUNTS_HINT,
+    log_hint: str | None = LOG_HINT,
+) -> int:
     """Validate an expression matrix before scssl uses it.
 
     Parameters
@@ -70,6 +89,11 @@ def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str 
         ``True``: the matrix holds ``normalize_total`` + ``log1p`` values.
     where
         How the user addresses the matrix, used in error messages (e.g. ``adata.layers['counts']``).
+    counts_hint
+        How to hand scssl the raw counts instead, for the messages (``{where}`` is filled in).
+    log_hint
+        How to declare log-normalised values, for the messages; ``None`` when they are not
+        accepted (e.g. proteins).
 
     Returns
     -------
@@ -78,13 +102,18 @@ def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str 
     Raises
     ------
     ValueError
-        On an empty matrix, NaN, infinite or negative values, or non-integer values when counts
-        are expected.
+        On an empty matrix, a non-numeric dtype, NaN, infinite or negative values, or
+        non-integer values when counts are expected.
 
     """
+    counts_hint = counts_hint.format(where=where)
     n_obs, n_vars = matrix.shape
     if n_obs == 0 or n_vars == 0:
-        raise ValueError(f"{where} is empty ({n_obs} cells x {n_vars} genes).")
+        raise ValueError(
+            f"{where} is empty ({n_obs} cells x {n_vars} genes); scssl needs at least one cell "
+            "and one gene. Check the selection or filtering that produced it (e.g. "
+            "sc.pp.filter_cells/filter_genes thresholds, or an obs/var mask that matched nothing)."
+        )
 
     stats = _scan(matrix, where)
     n_nan, n_inf, n_negative, n_empty = (stats[k] for k in ("nan", "inf", "negative", "empty"))
@@ -94,20 +123,17 @@ def check_expression_matrix(matrix, *, log_normalized: bool = False, where: str 
         raise ValueError(
             f"{where} contains {n_nan} NaN and {n_inf} infinite values. scssl needs finite "
             "expression values: remove or impute them (e.g. recompute the matrix from the raw "
-            "counts) before calling setup_anndata."
+            f"counts), or {counts_hint}."
         )
     if n_negative:
         raise ValueError(
             f"{where} contains {n_negative} negative values (minimum {min_value:g}). Expression "
-            "values must be non-negative: pass the raw counts (setup_anndata(adata, "
-            "layer='counts')) instead of scaled or centred data."
+            f"values must be non-negative, not scaled or centred data: {counts_hint}."
         )
     if not log_normalized and non_integer_example is not None:
         raise ValueError(
             f"{where} holds non-integer values (e.g. {non_integer_example:g}), but raw counts are "
-            "expected. Pass the layer with raw counts (setup_anndata(adata, layer='counts')), or, "
-            "if the data are already normalize_total + log1p, call "
-            "setup_anndata(adata, log_normalized=True)."
+            f"expected: {counts_hint}" + (f"; {log_hint}." if log_hint else ".")
         )
     if log_normalized and max_value > MAX_LOG_NORMALIZED:
         raise ValueError(
@@ -148,8 +174,10 @@ def expression_matrix(adata, layer: str | None, where: str = "adata"):
         return adata.X
     if layer not in adata.layers:
         raise KeyError(
-            f"layer={layer!r} is not in {where}.layers (available: {list(adata.layers)}). Pass "
-            f"the layer that holds the raw counts, or layer=None for {where}.X."
+            f"layer={layer!r} is not in {where}.layers (available: {list(adata.layers)}). When "
+            f"setting up, name the layer that holds the raw counts (layer=None for {where}.X); "
+            f"a model set up with layer={layer!r} reads new data from that layer too: store "
+            f"their raw counts there, e.g. {where}.layers[{layer!r}] = {where}.X.copy()."
         )
     return adata.layers[layer]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import anndata as ad
@@ -65,6 +66,8 @@ class AlignmentReport:
     n_duplicates_ignored: int = 0
     missing_examples: list[str] = field(default_factory=list)
     unused_examples: list[str] = field(default_factory=list)
+    n_duplicated_model_genes: int = 0
+    duplicate_examples: list[str] = field(default_factory=list)
 
     @property
     def share(self) -> float:
@@ -180,6 +183,16 @@ class GeneVocabulary:
         duplicate_mask[list(first_position.values())] = False
         unused = ~used & ~duplicate_mask
         vocab_names = np.asarray(self.symbols)
+        vocab_set = set(vocab_keys)
+        model_duplicates = list(
+            dict.fromkeys(
+                str(name)
+                for name, key, duplicate in zip(
+                    query_names, query_keys, duplicate_mask, strict=True
+                )
+                if duplicate and key in vocab_set
+            )
+        )
         report = AlignmentReport(
             n_vocabulary=len(self),
             n_query_genes=len(query_keys),
@@ -188,6 +201,8 @@ class GeneVocabulary:
             n_duplicates_ignored=n_duplicates,
             missing_examples=[str(g) for g in vocab_names[~matched][:5]],
             unused_examples=[str(g) for g in query_names[unused][:5]],
+            n_duplicated_model_genes=len(model_duplicates),
+            duplicate_examples=model_duplicates[:5],
         )
         return index, report
 
@@ -251,6 +266,16 @@ def align_to_vocabulary(
             "('feature_name', 'gene_symbols'), or lower min_overlap if you accept the loss."
         )
     logger.info("Gene alignment: %s", report)
+    if report.n_duplicated_model_genes:
+        warnings.warn(
+            f"adata.var_names repeats {report.n_duplicated_model_genes} of the model's genes (e.g. "
+            f"{', '.join(report.duplicate_examples)}); the model reads the first occurrence of "
+            "each and ignores the others. If they are different genes sharing a symbol, put "
+            "Ensembl IDs in adata.var_names (or a var column) for an exact match; otherwise "
+            "keep one column per gene (adata[:, ~adata.var_names.duplicated()]).",
+            UserWarning,
+            stacklevel=2,
+        )
     matrix = expression_matrix(adata, layer)
     if adata.n_vars == len(index) and np.array_equal(index, np.arange(len(index))):
         aligned_matrix = matrix  # same genes in the same order: share the matrix, never copy

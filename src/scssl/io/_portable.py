@@ -108,22 +108,71 @@ def export_safetensors(model, dir_path: str | Path, overwrite: bool = False) -> 
     return dir_path
 
 
+#: Entries every model card has; a card without them cannot rebuild a model.
+CARD_KEYS = ("model_class", "init_params", "setup_args", "gene_vocabulary", "training_data")
+
+
 def read_model_card(dir_path: str | Path) -> dict:
-    """The JSON model card of an exported model directory."""
-    path = Path(dir_path) / CARD_FILE
+    """The JSON model card of an exported model directory, checked.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the directory holds no card.
+    ValueError
+        For a file that is not JSON, not an scssl card, from a newer format version, or
+        lacking the entries a model is rebuilt from.
+
+    """
+    dir_path = Path(dir_path)
+    path = dir_path / CARD_FILE
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist; export the model with scssl.io.export_safetensors."
+        hint = "export the model with scssl.io.export_safetensors"
+        if (dir_path / "model.pt").is_file():
+            hint = (
+                "the directory holds a model saved with model.save: load it with "
+                "scssl.model.<ModelClass>.load(dir_path)"
+            )
+        raise FileNotFoundError(f"{path} does not exist; {hint}.")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"{path} is not valid JSON ({error}); the model card is damaged. Export the model "
+            "again with scssl.io.export_safetensors."
+        ) from error
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        found = card.get("format") if isinstance(card, dict) else type(card).__name__
+        raise ValueError(
+            f"{path} is not an scssl model card (format={found!r}, expected {FORMAT!r}); it "
+            "belongs to another tool or was edited. Export the model with "
+            "scssl.io.export_safetensors."
         )
-    card = json.loads(path.read_text())
-    if card.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an scssl model card (format={card.get('format')!r}).")
     if card.get("format_version", 0) > FORMAT_VERSION:
         raise ValueError(
             f"{path} has format version {card['format_version']}; this scssl reads up to "
             f"{FORMAT_VERSION}. Update scssl."
         )
+    missing = [
+        key
+        for key in CARD_KEYS
+        if not isinstance(card.get(key), str if key == "model_class" else dict)
+    ]
+    if missing:
+        raise ValueError(
+            f"{path} lacks {missing} (or holds them in another form); a model cannot be rebuilt "
+            "from it. The card is damaged or was edited: export the model again with "
+            "scssl.io.export_safetensors."
+        )
     return card
+
+
+def _weights_model_class(weights: Path) -> str | None:
+    """The model class recorded in the safetensors file's metadata by :func:`export_safetensors`."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as handle:
+        return (handle.metadata() or {}).get("model_class")
 
 
 def import_safetensors(
@@ -141,8 +190,18 @@ def import_safetensors(
         Data to set the model up on; its genes are aligned to the model's vocabulary (missing
         genes zero-filled, the report logged). ``None``: a one-cell placeholder with the
         vocabulary genes; embed any data later with ``model.get_latent_representation(adata)``.
+        For an :class:`~scssl.model.SSLProteinPredictor`, a MuData with its RNA modality (and
+        proteins) or ``None``.
     min_overlap
-        Smallest share of the model's genes that ``adata`` must have.
+        Smallest share of the model's genes that must be found.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the card or the weights are missing.
+    ValueError
+        For a damaged or foreign card, a card and weights of different models, or weights
+        whose dtypes or shapes do not fit the model the card describes.
 
     """
     dir_path = Path(dir_path)
@@ -155,13 +214,24 @@ def import_safetensors(
         )
     weights = dir_path / WEIGHTS_FILE
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} does not exist; the export is incomplete.")
+        raise FileNotFoundError(
+            f"{weights} does not exist; the export is incomplete. Copy the whole directory, "
+            "or export the model again with scssl.io.export_safetensors."
+        )
+    state = load_safetensors(weights)
+    exported_as = _weights_model_class(weights)
+    if exported_as is not None and exported_as != card["model_class"]:
+        raise ValueError(
+            f"{dir_path / CARD_FILE} describes a {card['model_class']}, but {weights} holds the "
+            f"weights of a {exported_as}: the card and the weights come from different exports. "
+            "Export the model again with scssl.io.export_safetensors."
+        )
     attributes = dict(card.get("attributes") or {})
     if card.get("pretrained_from") is not None:
         attributes["pretrained_from_"] = card["pretrained_from"]
-    attributes["is_trained_"] = bool(card["training_data"]["is_trained"])
+    attributes["is_trained_"] = bool(card["training_data"].get("is_trained", True))
     return cls.from_state_dict(
-        load_safetensors(weights),
+        state,
         card["gene_vocabulary"],
         adata,
         init_params=card["init_params"],
@@ -170,6 +240,7 @@ def import_safetensors(
         attributes=attributes,
         min_overlap=min_overlap,
         source=str(weights),
+        exact_dtype=True,
     )
 
 

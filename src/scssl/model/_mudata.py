@@ -58,7 +58,10 @@ def checked_modalities(mdata, modalities: dict[str, str] | None) -> dict[str, st
         )
     if modalities["rna_layer"] == modalities["protein_layer"]:
         raise ValueError(
-            f"The RNA and protein modalities must differ; both are {modalities['rna_layer']!r}."
+            f"The RNA and protein modalities must differ; both are {modalities['rna_layer']!r}. "
+            f"Name the modality with the protein counts (the MuData has {list(mdata.mod)}): "
+            "protein=... in from_encoder, or modalities={'rna_layer': ..., 'protein_layer': ...}"
+            " in setup_mudata."
         )
     return modalities
 
@@ -85,22 +88,28 @@ def check_rna(rna: AnnData, key: str, layer: str | None, log_normalized: bool) -
         expression_matrix(rna, layer, f"mdata.mod[{key!r}]"),
         log_normalized=log_normalized,
         where=where(key, layer),
+        counts_hint=(
+            "put the raw RNA counts in {where}, or name the layer of "
+            f"mdata.mod[{key!r}] that holds them (rna_layer='counts')"
+        ),
+        log_hint="if the values are normalize_total + log1p, pass log_normalized=True",
     )
     check_unique_var_names(rna.var_names, where=f"mdata.mod[{key!r}].var_names")
 
 
 def check_proteins(protein: AnnData, key: str, layer: str | None) -> None:
     """Raw antibody counts under unique protein names."""
-    try:
-        check_expression_matrix(
-            expression_matrix(protein, layer, f"mdata.mod[{key!r}]"), where=where(key, layer)
-        )
-    except ValueError as error:
-        raise ValueError(
-            f"{error}\nProteins must be raw antibody (ADT) counts: SSLProteinPredictor "
-            "predicts log1p counts. CLR- or log-normalised protein values are not supported; "
-            "pass the layer with the raw counts (protein_layer=...)."
-        ) from None
+    check_expression_matrix(
+        expression_matrix(protein, layer, f"mdata.mod[{key!r}]"),
+        where=where(key, layer),
+        counts_hint=(
+            "proteins must be raw antibody (ADT) counts, as SSLProteinPredictor predicts log1p "
+            "counts; CLR- or log-normalised protein values are not supported. Put the raw "
+            f"counts in {{where}}, or name the layer of mdata.mod[{key!r}] that holds them "
+            "(protein_layer='counts')"
+        ),
+        log_hint=None,
+    )
     duplicated = protein.var_names[protein.var_names.duplicated()]
     if len(duplicated):
         raise ValueError(
@@ -130,20 +139,27 @@ def check_batch_column(mdata: MuData, batch_key: str | None, batch_mod: str | No
         )
 
 
-def rna_with_obs(data, rna_key: str) -> AnnData:
-    """The RNA of a MuData (with the cells' joint ``obs``), or an AnnData of RNA as it is."""
+def rna_with_obs(data, rna_key: str, batch_modality: str | None = None) -> AnnData:
+    """The RNA of a MuData (with the cells' joint ``obs``), or an AnnData of RNA as it is.
+
+    A column both in the MuData's ``obs`` and in the RNA modality's is taken from the MuData's,
+    where :meth:`~scssl.model.SSLProteinPredictor.setup_mudata` reads ``batch_key`` by default;
+    from the RNA modality's when ``batch_modality`` (``modalities["batch_key"]``) names it.
+    """
     if isinstance(data, MuData):
         rna = data.mod.get(rna_key)
         if rna is None:
             raise KeyError(
                 f"The MuData has no RNA modality {rna_key!r} (modalities: {list(data.mod)}); "
-                "the model predicts proteins from it."
+                f"the model predicts proteins from it. Name the RNA modality {rna_key!r}, as "
+                "when the model was trained, or pass the RNA AnnData itself."
             )
-        obs = data.obs.loc[rna.obs_names] if rna.n_obs != data.n_obs else data.obs
-        obs = pd.concat([rna.obs, obs.drop(columns=rna.obs.columns, errors="ignore")], axis=1)
-        return AnnData(
-            X=rna.X, obs=obs.set_axis(rna.obs_names), var=rna.var, layers=dict(rna.layers)
-        )
+        joint = data.obs.loc[rna.obs_names] if rna.n_obs != data.n_obs else data.obs
+        joint = joint.set_axis(rna.obs_names)
+        if batch_modality == rna_key:
+            joint = joint.drop(columns=rna.obs.columns, errors="ignore")
+        obs = pd.concat([rna.obs.drop(columns=joint.columns, errors="ignore"), joint], axis=1)
+        return AnnData(X=rna.X, obs=obs, var=rna.var, layers=dict(rna.layers))
     if isinstance(data, AnnData):
         return data
     raise TypeError(f"Expected a MuData or an AnnData of RNA counts, got {type(data).__name__}.")

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import anndata as ad
+import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 
@@ -21,6 +22,7 @@ from scssl.data import (
     DEFAULT_MIN_OVERLAP,
     GeneVocabulary,
     align_to_vocabulary,
+    check_obs_column,
     placeholder_anndata,
 )
 
@@ -34,13 +36,19 @@ MDATA_FILE = "mdata.h5mu"
 
 
 def load_module_state(
-    module: torch.nn.Module, state: dict, *, strict: bool = True, source: str = "the weights"
+    module: torch.nn.Module,
+    state: dict,
+    *,
+    strict: bool = True,
+    source: str = "the weights",
+    exact_dtype: bool = False,
 ) -> None:
     """Copy ``state`` into ``module``, refusing tensors of another shape or kind.
 
     ``strict``: every parameter and buffer of the module must be in ``state`` and nothing else;
     otherwise parameters absent from ``state`` keep their values. Floating-point weights stored
-    as integers (or the reverse) are refused rather than cast.
+    as integers (or the reverse) are refused rather than cast; with ``exact_dtype`` (scssl's
+    own model files, which round-trip bit for bit) any other dtype is refused too.
 
     Raises
     ------
@@ -54,20 +62,32 @@ def load_module_state(
     if unexpected or missing:
         raise ValueError(
             f"{source} does not fit this {type(module).__name__}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}. Was it saved from another model or scssl version?"
+            f"unexpected {unexpected[:5]}. It was saved from another model or scssl version, "
+            "or edited: load it with the model class and scssl version that saved it, or save "
+            "it again from the original."
         )
     for name, value in state.items():
         target = own[name]
-        if value.is_floating_point() != target.is_floating_point():
+        if not isinstance(value, torch.Tensor):
+            raise ValueError(
+                f"{source}: {name} is a {type(value).__name__}, not a tensor; the file is "
+                "damaged or tampered with."
+            )
+        if value.is_floating_point() != target.is_floating_point() or (
+            exact_dtype and value.dtype != target.dtype
+        ):
             raise ValueError(
                 f"{source}: {name} is stored as {value.dtype}, but the model holds "
-                f"{target.dtype}; a converted or tampered file cannot be loaded faithfully."
+                f"{target.dtype}; a converted or tampered file cannot be loaded faithfully. "
+                "Save or export the model again from its original."
             )
         if tuple(value.shape) != tuple(target.shape):
             raise ValueError(
                 f"{source}: {name} has shape {tuple(value.shape)}, but the model built from its "
                 f"settings and {module.n_input} genes has {tuple(target.shape)}. The weights "
-                "belong to a model of another size or gene vocabulary."
+                "belong to a model of another size or gene vocabulary: load them with the "
+                "settings and gene list they were saved with, or save them again from the "
+                "original."
             )
     module.load_state_dict({**own, **state} if not strict else state, strict=True)
 
@@ -85,6 +105,28 @@ def _registered_batches(registry: dict | None) -> list[str] | None:
         return None
     state = registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["state_registry"]
     return [str(c) for c in state["categorical_mapping"]]
+
+
+def _unlabeled_cells(data, setup_args: dict, init_params: dict, attributes: dict) -> dict:
+    """Cells without the labels a classifier was trained with: all of the unlabeled category.
+
+    Rebuilding a classifier from weights (a safetensors export) on data to predict, which
+    have no labels column (a placeholder, a query), adds one to ``data`` (always scssl's own
+    AnnData) whose categories are the model's classes, as for a saved model with its registry.
+    Returns the constructor's parameters with the class names fixed.
+    """
+    labels_key = setup_args.get("labels_key")
+    class_names = init_params.get("class_names") or attributes.get("class_names_")
+    if labels_key is None or not class_names or not isinstance(data, ad.AnnData):
+        return init_params
+    if labels_key not in data.obs:
+        unlabeled = str(setup_args.get("unlabeled_category", "Unknown"))
+        categories = [str(c) for c in class_names]
+        data.obs[labels_key] = pd.Categorical(
+            [unlabeled] * data.n_obs,
+            categories=categories + ([unlabeled] if unlabeled not in categories else []),
+        )
+    return {**init_params, "class_names": list(class_names)}
 
 
 class ModelFilesMixin:
@@ -124,9 +166,18 @@ class ModelFilesMixin:
             if batch_key not in data.obs:
                 raise KeyError(
                     f"The model was set up with batch_key={batch_key!r}, which is not a column "
-                    f"of adata.obs (columns: {list(data.obs.columns)})."
+                    f"of adata.obs (columns: {list(data.obs.columns)}). Add each cell's batch "
+                    f"there (one of the model's batches: {list(batch_categories)[:10]})."
                 )
-            batch_codes(data.obs[batch_key], batch_categories, batch_key)
+            check_obs_column(data, batch_key, "batch_key")
+            batch_codes(
+                data.obs[batch_key],
+                batch_categories,
+                batch_key,
+                " The model's batch-dependent parts know only these: give the cells one of "
+                "them; to embed cells of a new batch, call model.get_latent_representation(adata) "
+                "instead.",
+            )
         return data
 
     @classmethod
@@ -152,6 +203,7 @@ class ModelFilesMixin:
         strict: bool = True,
         min_overlap: float = DEFAULT_MIN_OVERLAP,
         source: str = "the weights",
+        exact_dtype: bool = False,
     ):
         """A model of this class holding ``state_dict``, set up on ``adata`` or a placeholder.
 
@@ -181,6 +233,9 @@ class ModelFilesMixin:
             Smallest share of the vocabulary that ``adata`` must have.
         source
             How errors name the weights (a file path).
+        exact_dtype
+            Refuse weights of another dtype than the model's (scssl's own files), rather than
+            only integers for floats.
 
         """
         if isinstance(gene_vocabulary, dict):
@@ -189,12 +244,22 @@ class ModelFilesMixin:
         data = cls._setup_data(
             adata, gene_vocabulary, setup_args, batches, min_overlap, attributes or {}
         )
+        if registry is None:
+            init_params = _unlabeled_cells(data, setup_args, init_params, attributes or {})
         with warnings.catch_warnings():
             # a placeholder holds fewer cells than scvi-tools expects of training data
             warnings.filterwarnings("ignore", message=".*fewer than 3 cells.*")
             cls._register(data, setup_args, registry)
-            model = cls(data, **init_params)
-        load_module_state(model.module, state_dict, strict=strict, source=source)
+            try:
+                model = cls(data, **init_params)
+            except TypeError as error:
+                raise ValueError(
+                    f"The settings stored with {source} do not build a {cls.__name__} ({error}). "
+                    "Was it written by another model class or scssl version?"
+                ) from error
+        load_module_state(
+            model.module, state_dict, strict=strict, source=source, exact_dtype=exact_dtype
+        )
         model.gene_vocabulary_ = gene_vocabulary.to_dict()
         model.is_trained_ = True
         for name, value in (attributes or {}).items():
@@ -293,14 +358,17 @@ class ModelFilesMixin:
         dir_path = Path(dir_path)
         path = dir_path / f"{prefix or ''}{MODEL_FILE}"
         if not path.is_file():
+            hint = "save one with model.save(dir_path)"
+            if (dir_path / "model.safetensors").is_file():
+                hint = (
+                    "it holds a safetensors export: read it with "
+                    f"scssl.io.import_safetensors({str(dir_path)!r})"
+                )
             raise FileNotFoundError(
-                f"{path} does not exist: {dir_path} holds no saved model (save one with "
-                "model.save(dir_path))."
+                f"{path} does not exist: {dir_path} holds no saved model ({hint})."
             )
         state, attributes = read_model_file(path)
-        registry = attributes.pop("registry_", None)
-        if not isinstance(registry, dict) or "setup_args" not in registry:
-            raise ValueError(f"{path} holds no scvi-tools registry; it is not a saved model.")
+        registry = attributes.pop("registry_")
         saved_class = registry.get("model_name")
         if saved_class != cls.__name__:
             raise ValueError(
@@ -320,6 +388,7 @@ class ModelFilesMixin:
             attributes=attributes,
             min_overlap=min_overlap,
             source=str(path),
+            exact_dtype=True,
         )
         _, _, torch_device = parse_device_args(
             accelerator=accelerator, devices=device, return_device="torch"

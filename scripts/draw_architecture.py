@@ -30,6 +30,7 @@ COLOURS = ["#dbe9f6", "#d5ecd4", "#fde7c8", "#f4d6e4", "#e4dcf1", "#eeeeee"]
 
 
 def main() -> None:
+    """Draw the layer diagram to docs/_static/architecture.png."""
     figure, ax = plt.subplots(figsize=(10, 6.2))
     ax.set_xlim(0, 10)
     ax.set_ylim(-0.6, 6.4)

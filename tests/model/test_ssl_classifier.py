@@ -111,18 +111,16 @@ def test_predict_learns_and_probabilities_sum_to_one(small_encoder):
 def test_class_balanced_weights(small_encoder):
     adata = make_cells(300, seed=7)
     adata = adata[(adata.obs["cell_type"] != "C") | (np.arange(300) % 5 == 0)].copy()
-    clf = scssl.model.SSLClassifier.from_encoder(small_encoder, adata, "cell_type")
     counts = adata.obs["cell_type"].value_counts()[list(CLASSES)].to_numpy()
-    expected = counts.sum() / (3 * counts)
-    np.testing.assert_allclose(clf.module.class_weights.numpy(), expected, rtol=1e-5)
-    unweighted = scssl.model.SSLClassifier.from_encoder(
-        small_encoder, adata, "cell_type", class_balance="none"
-    )
-    np.testing.assert_allclose(unweighted.module.class_weights.numpy(), 1.0)
-    sqrt = scssl.model.SSLClassifier.from_encoder(
-        small_encoder, adata, "cell_type", class_balance="sqrt"
-    )
-    np.testing.assert_allclose(sqrt.module.class_weights.numpy(), np.sqrt(expected), rtol=1e-5)
+    inverse = counts.sum() / (3 * counts)
+
+    def weights(**kwargs):
+        clf = scssl.model.SSLClassifier.from_encoder(small_encoder, adata, "cell_type", **kwargs)
+        return clf.module.class_weights.numpy()
+
+    np.testing.assert_allclose(weights(), np.sqrt(inverse), rtol=1e-5)  # the default
+    np.testing.assert_allclose(weights(class_balance="inverse"), inverse, rtol=1e-5)
+    np.testing.assert_allclose(weights(class_balance="none"), 1.0)
     with pytest.raises(ValueError, match="class_balance"):
         scssl.model.SSLClassifier.from_encoder(small_encoder, adata, "cell_type", class_balance=1)
 

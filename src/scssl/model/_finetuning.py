@@ -6,10 +6,12 @@ out); see the *Label transfer* docs page for what each choice gained.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
 import torch
+from scvi import REGISTRY_KEYS
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
@@ -100,3 +102,70 @@ def discriminative_plan(
         return discriminative_adamw(module, lr, encoder_lr, weight_decay)
 
     return {"optimizer": "Custom", "optimizer_creator": creator, **(plan_kwargs or {})}
+
+
+def linear_probe_head(
+    features: np.ndarray, codes: np.ndarray, n_classes: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weight and bias of a linear head from a logistic regression on ``features``.
+
+    Classes without cells get a bias of -10 (never predicted until fine-tuning moves them).
+    """
+    probe = fit_logistic_regression(features, codes, seed=seed)
+    weight = np.zeros((n_classes, features.shape[1]), dtype=np.float32)
+    bias = np.full(n_classes, -10.0, dtype=np.float32)
+    coef, intercept = probe.coef_, probe.intercept_
+    if len(probe.classes_) == 2:  # scikit-learn keeps one row for two classes
+        coef, intercept = np.vstack([-coef, coef]), np.array([-intercept[0], intercept[0]])
+    weight[probe.classes_] = coef
+    bias[probe.classes_] = intercept
+    return weight, bias
+
+
+def start_head(module, z: np.ndarray, codes: np.ndarray, linear_probe: bool, seed: int) -> None:
+    """Standardise the head's input over embeddings ``z``; with ``linear_probe`` fit its layer.
+
+    The linear probe is a logistic regression on the frozen, standardised embedding.
+    """
+    mean, scale = z.mean(0), z.std(0) + 1e-6
+    with torch.no_grad():
+        module.embedding_mean.copy_(torch.as_tensor(mean))
+        module.embedding_scale.copy_(torch.as_tensor(scale))
+    if not linear_probe:
+        return
+    weight, bias = linear_probe_head((z - mean) / scale, codes, module.n_classes, seed)
+    with torch.no_grad():
+        module.head[-1].weight.copy_(torch.as_tensor(weight))
+        module.head[-1].bias.copy_(torch.as_tensor(bias))
+
+
+def labelled_class_counts(adata_manager, class_names) -> tuple[list[str], np.ndarray]:
+    """Class names in output order (the registered labels when ``None``) and their cell counts.
+
+    Warns about classes without labelled cells; raises with fewer than 2 classes.
+    """
+    state = adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
+    mapping = [str(c) for c in state.categorical_mapping]
+    unlabeled = str(state.unlabeled_category)
+    if class_names is None:
+        class_names = [c for c in mapping if c != unlabeled]
+    class_names = [str(c) for c in class_names]
+    if len(class_names) < 2:
+        raise ValueError(
+            f"adata.obs[{adata_manager.registry['setup_args']['labels_key']!r}] has "
+            f"{len(class_names)} labelled classes {class_names} besides the unlabeled "
+            f"category {unlabeled!r}; a classifier needs at least 2 classes."
+        )
+    codes = adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
+    by_name = {name: int((codes == i).sum()) for i, name in enumerate(mapping)}
+    counts = np.array([by_name.get(c, 0) for c in class_names], dtype=np.float64)
+    empty = [c for c, n in zip(class_names, counts, strict=True) if n == 0]
+    if empty and counts.sum() > 0:
+        warnings.warn(
+            f"Classes without any labelled cell get weight 0 and will rarely be predicted: "
+            f"{empty}. Drop unused categories (obs[labels_key].cat.remove_unused_categories())"
+            " to remove them.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return class_names, counts

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from scssl.checkpoints import (
@@ -13,7 +14,7 @@ from scssl.checkpoints import (
     read_gene_list,
     read_ssl_in_scg,
 )
-from scssl.data import GeneVocabulary, warn_ambiguous_symbols
+from scssl.data import GeneVocabulary, align_to_vocabulary, warn_ambiguous_symbols
 
 from .base import load_module_state
 
@@ -70,3 +71,37 @@ def provenance(ckpt: SslInScgCheckpoint, model, loaded: list, not_loaded: list) 
         "notes": ckpt.notes,
         "alignment": model.adata.uns.get("scssl_alignment"),
     }
+
+
+def published_classifier_setup(parsed, adata, layer: str | None, min_overlap: float):
+    """``adata`` aligned to a published classifier's genes, and the model's options.
+
+    Returns the aligned AnnData (a new object; every cell unlabelled, as the published
+    classifier comes without labelled cells), the ``init_params`` and the ``setup_args``.
+    """
+    warn_ambiguous_symbols(parsed.gene_vocabulary, adata)
+    data, report = align_to_vocabulary(
+        adata, parsed.gene_vocabulary, layer=layer, min_overlap=min_overlap
+    )
+    logger.info("from_ssl_in_scg: %s", report)
+    data.uns["scssl_alignment"] = report.as_dict()
+    unlabeled, labels_key = "__unlabeled__", "_ssl_in_scg_label"
+    data.obs[labels_key] = pd.Categorical(
+        [unlabeled] * data.n_obs, categories=[*parsed.labels, unlabeled]
+    )
+    ckpt = parsed.checkpoint
+    init_params = {
+        **ckpt.architecture,
+        "head_activation": "relu",
+        "head_dropout_rate": ckpt.dropout_rate,
+        "class_names": parsed.labels,
+        "gene_sample_size": None,
+    }
+    setup_args = {
+        "labels_key": labels_key,
+        "unlabeled_category": unlabeled,
+        "layer": layer,
+        "batch_key": None,
+        "log_normalized": False,
+    }
+    return data, init_params, setup_args

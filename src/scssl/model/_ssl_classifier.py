@@ -24,7 +24,6 @@ from scssl.data import (
     check_expression,
     check_obs_column,
     check_unique_var_names,
-    warn_ambiguous_symbols,
 )
 from scssl.module import ClassifierModule
 
@@ -33,10 +32,11 @@ from ._finetuning import (
     ClassBalance,
     class_weights,
     discriminative_plan,
-    fit_logistic_regression,
+    labelled_class_counts,
+    start_head,
     stratified_split,
 )
-from ._published import provenance
+from ._published import provenance, published_classifier_setup
 from ._ssl_options import build_ssl_module
 from ._statistics import centering_table
 from .base import (
@@ -129,7 +129,7 @@ class SSLClassifier(
                 "use SSLClassifier.from_encoder(encoder, adata, labels_key)."
             )
         super().__init__(adata)
-        class_names, counts = self._classes(class_names)
+        class_names, counts = labelled_class_counts(self.adata_manager, class_names)
         self.class_names_ = class_names
         summary, encoder_kwargs["gene_sets"] = build_ssl_module(
             self,
@@ -150,34 +150,6 @@ class SSLClassifier(
             f"pretext_weight={pretext_weight}, freeze_encoder={freeze_encoder}"
         )
         self.init_params_ = self._get_init_params(locals())
-
-    def _classes(self, class_names) -> tuple[list[str], np.ndarray]:
-        """Class names in output order and their numbers of labelled cells."""
-        state = self.adata_manager.get_state_registry(REGISTRY_KEYS.LABELS_KEY)
-        mapping = [str(c) for c in state.categorical_mapping]
-        unlabeled = str(state.unlabeled_category)
-        if class_names is None:
-            class_names = [c for c in mapping if c != unlabeled]
-        class_names = [str(c) for c in class_names]
-        if len(class_names) < 2:
-            raise ValueError(
-                f"adata.obs[{self.registry_['setup_args']['labels_key']!r}] has "
-                f"{len(class_names)} labelled classes {class_names} besides the unlabeled "
-                f"category {unlabeled!r}; a classifier needs at least 2 classes."
-            )
-        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.LABELS_KEY).ravel()
-        by_name = {name: int((codes == i).sum()) for i, name in enumerate(mapping)}
-        counts = np.array([by_name.get(c, 0) for c in class_names], dtype=np.float64)
-        empty = [c for c, n in zip(class_names, counts, strict=True) if n == 0]
-        if empty and counts.sum() > 0:
-            warnings.warn(
-                f"Classes without any labelled cell get weight 0 and will rarely be predicted: "
-                f"{empty}. Drop unused categories (obs[labels_key].cat.remove_unused_categories())"
-                " to remove them.",
-                UserWarning,
-                stacklevel=3,
-            )
-        return class_names, counts
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -361,36 +333,16 @@ class SSLClassifier(
 
         """
         parsed = read_ssl_in_scg_classifier(checkpoint, genes, labels=labels)
-        warn_ambiguous_symbols(parsed.gene_vocabulary, adata)
-        data, report = align_to_vocabulary(
-            adata, parsed.gene_vocabulary, layer=layer, min_overlap=min_overlap
-        )
-        logger.info("from_ssl_in_scg: %s", report)
-        data.uns["scssl_alignment"] = report.as_dict()
-        # The published classifier comes without labelled cells: every cell is unlabeled.
-        unlabeled, labels_key = "__unlabeled__", "_ssl_in_scg_label"
-        data.obs[labels_key] = pd.Categorical(
-            [unlabeled] * data.n_obs, categories=[*parsed.labels, unlabeled]
+        data, init_params, setup_args = published_classifier_setup(
+            parsed, adata, layer, min_overlap
         )
         ckpt = parsed.checkpoint
         model = cls.from_state_dict(
             parsed.state_dict,
             parsed.gene_vocabulary,
             data,
-            init_params={
-                **ckpt.architecture,
-                "head_activation": "relu",
-                "head_dropout_rate": ckpt.dropout_rate,
-                "class_names": parsed.labels,
-                "gene_sample_size": None,
-            },
-            setup_args={
-                "labels_key": labels_key,
-                "unlabeled_category": unlabeled,
-                "layer": layer,
-                "batch_key": None,
-                "log_normalized": False,
-            },
+            init_params=init_params,
+            setup_args=setup_args,
             strict=False,
             source=ckpt.path,
         )
@@ -460,38 +412,44 @@ class SSLClassifier(
 
         """
         train, validation = self._split(validation_size, seed)
-        self._standardise_embedding(train)
-        if linear_probe_start:
-            self._linear_probe(train, seed)
+        self._start_head(train, linear_probe_start, seed)
         trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
         early_stopping = set_early_stopping(
             trainer_kwargs, early_stopping, early_stopping_patience, len(validation)
         )
+        plan_kwargs = discriminative_plan(self.module, lr, encoder_lr, weight_decay, plan_kwargs)
+        out = self._fit(
+            train,
+            validation,
+            max_epochs=max_epochs,
+            accelerator=accelerator,
+            devices=devices,
+            batch_size=batch_size,
+            early_stopping=early_stopping,
+            plan_kwargs=plan_kwargs,
+            **trainer_kwargs,
+        )
+        if calibrate:
+            self.calibrate(validation)
+        return out
+
+    def _fit(self, train: np.ndarray, validation: np.ndarray, batch_size: int, **train_kwargs):
+        """Lightning's fit on the split: labelled and drawn halves per step (in memory)."""
         in_memory = not getattr(self.adata, "isbacked", False)
         self.module.labelled_per_step = batch_size if in_memory else 0
         try:
             with interruptible(self), training_mode(self.module):
-                out = super().train(
-                    max_epochs=max_epochs,
-                    accelerator=accelerator,
-                    devices=devices,
+                return super().train(
                     load_sparse_tensor=True,
                     batch_size=batch_size,
-                    early_stopping=early_stopping,
-                    plan_kwargs=discriminative_plan(
-                        self.module, lr, encoder_lr, weight_decay, plan_kwargs
-                    ),
                     datasplitter_kwargs={
                         "external_indexing": [train, validation, np.array([], dtype=np.int64)],
                         "labelled_indices": self._labelled(train)[0] if in_memory else None,
                     },
-                    **trainer_kwargs,
+                    **train_kwargs,
                 )
         finally:
             self.module.labelled_per_step = 0
-        if calibrate:
-            self.calibrate(validation)
-        return out
 
     def _split(self, validation_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0.0 <= validation_size < 1.0:
@@ -531,34 +489,10 @@ class SSLClassifier(
 
         return self._map_minibatches(adata, cells, encode, self.module.n_latent, None)
 
-    def _standardise_embedding(self, train: np.ndarray) -> None:
-        """The head reads the embedding standardised over the labelled training cells."""
-        cells, _ = self._labelled(train)
-        z = self._encoded(cells)
-        with torch.no_grad():
-            self.module.embedding_mean.copy_(torch.as_tensor(z.mean(0)))
-            self.module.embedding_scale.copy_(torch.as_tensor(z.std(0) + 1e-6))
-
-    def _linear_probe(self, train: np.ndarray, seed: int) -> None:
-        """Start the head from a logistic regression on the frozen, standardised embedding."""
+    def _start_head(self, train: np.ndarray, linear_probe: bool, seed: int) -> None:
+        """Standardise the embedding over the labelled training cells; optionally fit the head."""
         cells, codes = self._labelled(train)
-        z = self._encoded(cells)
-        mean = self.module.embedding_mean.cpu().numpy()
-        features = (z - mean) / self.module.embedding_scale.cpu().numpy()
-        probe = fit_logistic_regression(features, codes, seed=seed)
-        weight = np.zeros((self.module.n_classes, features.shape[1]), dtype=np.float32)
-        bias = np.full(self.module.n_classes, -10.0, dtype=np.float32)  # classes without cells
-        coef = probe.coef_ if len(probe.classes_) > 2 else np.vstack([-probe.coef_, probe.coef_])
-        intercept = (
-            probe.intercept_
-            if len(probe.classes_) > 2
-            else np.array([-probe.intercept_[0], probe.intercept_[0]])
-        )
-        weight[probe.classes_] = coef
-        bias[probe.classes_] = intercept
-        with torch.no_grad():
-            self.module.head[-1].weight.copy_(torch.as_tensor(weight))
-            self.module.head[-1].bias.copy_(torch.as_tensor(bias))
+        start_head(self.module, self._encoded(cells), codes, linear_probe, seed)
 
     def calibrate(self, indices: Sequence[int]) -> dict:
         """Fit the softmax temperature on labelled cells at ``indices`` (held out of training).

@@ -300,18 +300,16 @@ class SSLEncoder(
             Further options of the Lightning ``Trainer`` (``max_time``, ``ckpt_path`` ...).
 
         """
-        if early_stopping is None:
-            early_stopping = trainer_kwargs.get("max_time") is None
-        trainer_kwargs = checkpointing(
-            ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs), checkpoint_dir
-        )
-        early_stopping = self._callbacks(
+        n_validation = None
+        if datamodule is None:
+            n_validation = validation_cells(self.adata.n_obs, train_size, validation_size)
+        trainer_kwargs, early_stopping = self._trainer_options(
             trainer_kwargs,
+            accelerator,
+            checkpoint_dir,
             early_stopping,
             early_stopping_patience,
-            None
-            if datamodule is not None
-            else validation_cells(self.adata.n_obs, train_size, validation_size),
+            n_validation,
         )
         datasplitter_kwargs = {
             "block_size": block_size,
@@ -333,12 +331,22 @@ class SSLEncoder(
                 **trainer_kwargs,
             )
 
-    def _callbacks(self, trainer_kwargs: dict, early_stopping: bool, patience: int, n_validation):
-        """Early stopping (returns whether it is on) and the BYOL target update."""
+    def _trainer_options(
+        self, trainer_kwargs, accelerator, checkpoint_dir, early_stopping, patience, n_validation
+    ) -> tuple[dict, bool]:
+        """Lightning options (DDP, checkpoints, BYOL target update) and whether to stop early.
+
+        Early stopping defaults to on unless ``max_time`` bounds the run.
+        """
+        if early_stopping is None:
+            early_stopping = trainer_kwargs.get("max_time") is None
+        trainer_kwargs = checkpointing(
+            ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs), checkpoint_dir
+        )
         if self.module.pretext == "byol":
             callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
             trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]
-        return set_early_stopping(
+        early_stopping = set_early_stopping(
             trainer_kwargs,
             early_stopping,
             patience,
@@ -348,6 +356,7 @@ class SSLEncoder(
             if self.module.batch_adversary_weight
             else "validation_loss",
         )
+        return trainer_kwargs, early_stopping
 
     # ------------------------------------------------------ query data
     @classmethod

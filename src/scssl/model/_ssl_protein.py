@@ -374,7 +374,7 @@ class SSLProteinPredictor(
 
     def _expression_data(self, data) -> AnnData:
         """The RNA of ``data`` (a MuData or an AnnData of RNA), with the cells' joint ``obs``."""
-        return rna_with_obs(data, self.rna_key)
+        return rna_with_obs(data, self.rna_key, self._setup_args["modalities"].get("batch_key"))
 
     # ------------------------------------------------------------ training
     def train(

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scvi import REGISTRY_KEYS
 
-from scssl.data import expression_matrix, iterate_minibatches
+from scssl.data import check_obs_column, expression_matrix, iterate_minibatches
 from scssl.nn._sparse import to_dense
 
 #: New batches with fewer cells than this are centred on a noisy mean (warned about).
@@ -50,6 +50,7 @@ def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:
         return codes.astype(np.int64), deltas
     key = state.original_key
     if key in adata.obs:
+        check_obs_column(adata, key, "batch_key")
         values = adata.obs[key].astype(str).to_numpy()
     else:
         warnings.warn(

@@ -11,6 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from scssl.data import DEFAULT_MIN_OVERLAP
+from scssl.model import DEFAULT_PRETRAIN_TIME, query_positions, train_classifier
 
 from ._knn import EXACT_SEARCH_MAX_CELLS, WEIGHTS, Weights, knn_vote
 from ._uns import tool_params
@@ -36,18 +37,19 @@ def transfer_labels(
     min_confidence: float | None = None,
     exact_max_cells: int = EXACT_SEARCH_MAX_CELLS,
     min_overlap: float = DEFAULT_MIN_OVERLAP,
+    batch_key: str | None = None,
+    pretrain_time: str = DEFAULT_PRETRAIN_TIME,
     copy: bool = False,
 ) -> AnnData | None:
     """Annotate query cells from a labelled reference, with a confidence per cell.
 
-    ``method="knn"`` (zero-shot): both datasets are embedded with ``model`` (or their
-    ``.obsm[use_rep]`` is reused); each query cell takes the label that wins the vote of its
-    ``k`` nearest reference cells, and the winning share of the vote as confidence.
-    ``method="classifier"``: the labels and calibrated probabilities of a trained
-    :class:`scssl.model.SSLClassifier` (``reference`` is not needed).
-
-    The reference is never modified. Genes are aligned to the model's vocabulary (Ensembl ID or
-    symbol; missing genes zero-filled), so query and reference may have different gene panels.
+    ``method="knn"`` (zero-shot): each query cell takes the label that wins the vote of its
+    ``k`` nearest reference cells in ``model``'s embedding (or ``.obsm[use_rep]``), and the
+    winning share of the vote as confidence. ``method="classifier"``: the labels and calibrated
+    probabilities of an :class:`scssl.model.SSLClassifier`; without ``model``, one is trained by
+    :func:`scssl.model.train_classifier` (the best-measured workflow, see *Label transfer*).
+    The reference is never modified; genes are aligned to the model's vocabulary (Ensembl ID or
+    symbol), so query and reference may have different gene panels.
 
     Parameters
     ----------
@@ -59,57 +61,69 @@ def transfer_labels(
     labels_key
         Column of ``reference.obs`` with the labels.
     model
-        A trained :class:`scssl.model.SSLEncoder` (or :class:`scssl.model.SSLClassifier`) to embed
-        both datasets; required unless ``use_rep`` is given (for ``"knn"``), and must be an
-        ``SSLClassifier`` for ``"classifier"``.
+        ``"knn"``: a trained :class:`scssl.model.SSLEncoder` (or classifier) to embed both
+        datasets, unless ``use_rep`` is given. ``"classifier"``: an ``SSLClassifier``, or
+        ``None`` to train one.
     use_rep
-        Key of ``.obsm`` holding an embedding computed for both datasets; used instead of
-        ``model``.
+        Key of ``.obsm`` holding an embedding of both datasets, used instead of ``model``.
     method
         ``"knn"`` or ``"classifier"``.
-    k
-        Number of neighbours.
-    weights
-        ``"uniform"`` (majority vote) or ``"distance"`` (votes weighted by ``1 / distance``).
-    key_added
-        Prefix of the columns written; default ``labels_key``.
-    min_confidence
-        Cells whose confidence is below this get the label ``"Unknown"``.
-    exact_max_cells
-        References with more cells use an approximate pynndescent index instead of exact search.
-    min_overlap
-        Smallest share of the model's genes that must be found in each dataset.
+    k, weights
+        Neighbours that vote; ``"uniform"`` votes or ``"distance"`` (weighted by 1/distance).
+    key_added, min_confidence
+        Prefix of the columns written; cells of lower confidence are labelled ``"Unknown"``.
+    exact_max_cells, min_overlap
+        Larger references use an approximate pynndescent index; smallest share of the model's
+        genes that must be found in each dataset.
+    batch_key, pretrain_time
+        Training a classifier (``model=None``): column of both ``obs`` with each cell's batch
+        (``None``: reference and query are the batches), and the pretraining time.
     copy
         Return an annotated copy of ``query`` instead of writing into it.
 
     Returns
     -------
-    ``None``, or the annotated copy when ``copy=True``. Sets:
+    ``None``, or the annotated copy when ``copy=True``. Sets (``key_added`` or ``labels_key``):
 
     ``query.obs[f"{key_added}_pred"]``
         Predicted label (categorical; ``"Unknown"`` below ``min_confidence``).
     ``query.obs[f"{key_added}_confidence"]``
         Share of the (weighted) neighbour vote, or the calibrated probability, of the label.
     ``query.uns[f"{key_added}_pred"]``
-        ``params`` of the call; ``k`` (neighbours that voted) and ``search`` (``"exact"`` or
-        ``"pynndescent"``) for ``"knn"``; ``share_unknown``, the share of cells marked
-        ``"Unknown"``.
+        ``params``; ``k`` and ``search`` (``"exact"``, ``"pynndescent"``) for ``"knn"``;
+        ``share_unknown``, the share of cells marked ``"Unknown"``.
 
     """
     params = _checked_params(
         model, labels_key, use_rep, method, k, weights, key_added, min_confidence
     )
-    if method == "classifier":
-        predicted, confidence, classes, report = _classify(query, model, min_overlap)
-    else:
+    if method == "knn":
         predicted, confidence, classes, report = _vote(
             query, reference, labels_key, model, use_rep, k, weights, exact_max_cells, min_overlap
         )
+    elif model is None:
+        trained = _train(query, reference, labels_key, batch_key, pretrain_time, params)
+        predicted, confidence, classes, report = _classify(
+            query, trained, min_overlap, query_positions(trained)
+        )
+    else:
+        predicted, confidence, classes, report = _classify(query, model, min_overlap)
     query = query.copy() if copy else query
     key = key_added or labels_key
-    _write(query, key, predicted, confidence, classes, min_confidence, {"params": params, **report})
-    logger.info("Labels of %d query cells written to obs[%r] (%s).", query.n_obs, key, method)
+    _write(query, key, predicted, confidence, classes, min_confidence, params, report)
     return query if copy else None
+
+
+def _train(query, reference, labels_key, batch_key, pretrain_time, params: dict):
+    """An SSLClassifier trained by :func:`scssl.model.train_classifier`; ``params`` say so."""
+    if reference is None:
+        raise ValueError('method="classifier" needs model= or a labelled reference to train on.')
+    model = train_classifier(
+        reference, query, labels_key, batch_key=batch_key, pretrain_time=pretrain_time
+    )
+    params.update(model="SSLClassifier (trained by train_classifier)", batch_key=batch_key)
+    params["pretrain_time"] = pretrain_time
+    return model
 
 
 def _checked_params(model, labels_key, use_rep, method, k, weights, key_added, min_confidence):
@@ -133,11 +147,18 @@ def _checked_params(model, labels_key, use_rep, method, k, weights, key_added, m
     )
 
 
-def _classify(query: AnnData, model, min_overlap: float):
-    """Labels and calibrated probabilities of a trained SSLClassifier."""
-    if model is None or not hasattr(model, "class_names_"):
+def _classify(query: AnnData, model, min_overlap: float, positions=None):
+    """Labels and calibrated probabilities of a trained SSLClassifier.
+
+    ``positions``: the query's cells among those the model was trained on (then predicted as
+    registered, each in its training batch).
+    """
+    if not hasattr(model, "class_names_"):
         raise ValueError('method="classifier" needs model= a trained SSLClassifier.')
-    probabilities = model.predict(query, soft=True, min_overlap=min_overlap).to_numpy()
+    if positions is None:
+        probabilities = model.predict(query, soft=True, min_overlap=min_overlap).to_numpy()
+    else:
+        probabilities = model.predict(indices=positions, soft=True).to_numpy()
     classes = np.asarray(model.class_names_, dtype=object)
     winner = probabilities.argmax(axis=1)
     return classes[winner], probabilities[np.arange(len(winner)), winner], classes, {}
@@ -207,7 +228,7 @@ def _embedding(adata: AnnData, model, use_rep: str | None, role: str, min_overla
     return model.get_latent_representation(aligned)
 
 
-def _write(query, key, predicted, confidence, classes, min_confidence, info: dict) -> None:
+def _write(query, key, predicted, confidence, classes, min_confidence, params, report) -> None:
     """Write ``obs[f"{key}_pred"]`` (categorical), ``obs[f"{key}_confidence"]`` and ``uns``."""
     categories = [str(c) for c in classes]
     if min_confidence is not None:
@@ -217,4 +238,5 @@ def _write(query, key, predicted, confidence, classes, min_confidence, info: dic
     share_unknown = float(np.mean(predicted == UNKNOWN)) if len(predicted) else 0.0
     query.obs[f"{key}_pred"] = pd.Categorical(predicted, categories=categories)
     query.obs[f"{key}_confidence"] = np.asarray(confidence).astype(np.float32)
-    query.uns[f"{key}_pred"] = {**info, "share_unknown": share_unknown}
+    query.uns[f"{key}_pred"] = {"params": params, **report, "share_unknown": share_unknown}
+    logger.info("Labels of %d query cells written to obs[%r].", query.n_obs, f"{key}_pred")

@@ -78,9 +78,10 @@ class GeneVocabularyMixin:
 def batch_codes(values, known: Sequence, key: str, hint: str = "") -> np.ndarray:
     """Position of each value in ``known`` (a model's batches); unknown batches are an error."""
     lookup = {str(c): i for i, c in enumerate(known)}
-    values = np.asarray(values).astype(str)
+    values = np.asarray([str(v) for v in np.asarray(values).tolist()], dtype=object)
     unknown = sorted(set(values) - set(lookup))
     if unknown:
+        hint = hint or " Give these cells one of the known batches."
         raise ValueError(
             f"obs[{key!r}] has batches the model was not trained on: {unknown[:5]}. Known "
             f"batches: {list(lookup)}.{hint}"

@@ -186,7 +186,7 @@ def quality(args) -> None:
     labels = adata.obs["cell_type"].astype(str).to_numpy()
     scssl.model.SSLEncoder.setup_anndata(adata)
     model = scssl.model.SSLEncoder(adata)
-    marks = [60 * m for m in MARKS_MINUTES]
+    marks = [60 * m for m in args.minutes]
     points = []
 
     def score() -> float:
@@ -216,10 +216,10 @@ def quality(args) -> None:
                 if not marks:
                     trainer.should_stop = True
 
-    model.train(max_epochs=100000, enable_progress_bar=False, callbacks=[Clock()])
-    _save(
-        f"quality_{args.label}", {"label": args.label, "points": points, "scssl": scssl.__version__}
-    )
+    options = json.loads(args.train_kwargs)
+    model.train(max_epochs=100000, enable_progress_bar=False, callbacks=[Clock()], **options)
+    payload = {"label": args.label, "points": points, "train_kwargs": options}
+    _save(f"quality_{args.label}", {**payload, "scssl": scssl.__version__})
 
 
 # ------------------------------------------------------------------ report
@@ -307,6 +307,12 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--label", default="after")
+    parser.add_argument(
+        "--minutes", type=float, nargs="+", default=MARKS_MINUTES, help="quality: score marks"
+    )
+    parser.add_argument(
+        "--train-kwargs", default="{}", help="quality: JSON options of SSLEncoder.train"
+    )
     args = parser.parse_args(argv)
     if args.command == "_measure":
         import torch

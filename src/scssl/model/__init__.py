@@ -2,19 +2,23 @@
 
 from ._label_transfer import (
     DEFAULT_PRETRAIN_TIME,
+    pretrain_encoder,
     query_positions,
     train_classifier,
     transfer_data,
 )
+from ._label_transfer import LABELS as TRANSFER_LABELS_KEY
 from ._ssl_classifier import SSLClassifier
 from ._ssl_encoder import SSLEncoder
 from ._ssl_protein import SSLProteinPredictor
 
 __all__ = [
     "DEFAULT_PRETRAIN_TIME",
+    "TRANSFER_LABELS_KEY",
     "SSLClassifier",
     "SSLEncoder",
     "SSLProteinPredictor",
+    "pretrain_encoder",
     "query_positions",
     "train_classifier",
     "transfer_data",

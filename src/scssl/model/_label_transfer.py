@@ -114,6 +114,46 @@ def train_classifier(
     ``obs_names`` with a ``-query`` suffix when a query is given).
 
     """
+    encoder = pretrain_encoder(
+        reference,
+        query,
+        labels_key,
+        batch_key=batch_key,
+        layer=layer,
+        n_top_genes=n_top_genes,
+        pretrain_time=pretrain_time,
+        pretrain_epochs=pretrain_epochs,
+        seed=seed,
+        encoder_kwargs=encoder_kwargs,
+    )
+    scvi.settings.seed = seed
+    classifier = SSLClassifier.from_encoder(
+        encoder, encoder.adata, LABELS, **(classifier_kwargs or {})
+    )
+    classifier.train(seed=seed, enable_progress_bar=False, **(train_kwargs or {}))
+    return classifier
+
+
+def pretrain_encoder(
+    reference: ad.AnnData,
+    query: ad.AnnData | None,
+    labels_key: str,
+    *,
+    batch_key: str | None = None,
+    layer: str | None = None,
+    n_top_genes: int | None = DEFAULT_N_TOP_GENES,
+    pretrain_time: str | None = DEFAULT_PRETRAIN_TIME,
+    pretrain_epochs: int | None = None,
+    seed: int = 0,
+    encoder_kwargs: dict | None = None,
+) -> SSLEncoder:
+    """Steps 1 and 2 of :func:`train_classifier`: the encoder pretrained on reference + query.
+
+    Its ``adata`` holds the cells and genes it was trained on, with the reference labels in
+    ``obs["_scssl_labels"]`` (the query's unlabeled) and the batches in ``obs["_scssl_batch"]``:
+    ready for :meth:`SSLClassifier.from_encoder` (``labels_key="_scssl_labels"``). The
+    parameters are :func:`train_classifier`'s.
+    """
     combined = transfer_data(reference, query, labels_key, batch_key=batch_key, layer=layer)
     if n_top_genes is not None and combined.n_vars > n_top_genes:
         keep = highly_variable_genes(combined, n_top_genes, batch_key=BATCH)
@@ -130,10 +170,7 @@ def train_classifier(
         early_stopping=False,
         enable_progress_bar=False,
     )
-    scvi.settings.seed = seed
-    classifier = SSLClassifier.from_encoder(encoder, combined, LABELS, **(classifier_kwargs or {}))
-    classifier.train(seed=seed, enable_progress_bar=False, **(train_kwargs or {}))
-    return classifier
+    return encoder
 
 
 def query_positions(classifier: SSLClassifier) -> np.ndarray:

@@ -51,6 +51,9 @@ from .base import (
 
 logger = logging.getLogger(__name__)
 
+#: Pretraining minibatch size (see :meth:`SSLEncoder.train`).
+DEFAULT_PRETRAIN_BATCH_SIZE = 512
+
 
 class SSLEncoder(
     ModelFilesMixin,
@@ -244,7 +247,7 @@ class SSLEncoder(
     def train(
         self,
         max_epochs: int | None = None,
-        batch_size: int = 128,
+        batch_size: int = DEFAULT_PRETRAIN_BATCH_SIZE,
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         train_size: float = 0.9,
@@ -270,9 +273,12 @@ class SSLEncoder(
         max_epochs
             Epochs; ``None`` uses scvi-tools' heuristic (fewer epochs for more cells).
         batch_size
-            Cells per minibatch.
+            Cells per minibatch. 512 (the study: 128) was chosen on Kang (all genes, 2 CPU
+            cores) by quality per minute: kNN macro F1 0.770 after 2.5 minutes against 0.732
+            at 128, the step's fixed costs (optimiser, sampled decoder) spread over more cells.
         lr, weight_decay
-            AdamW learning rate and weight decay (the study: 1e-3, 0.01).
+            AdamW learning rate and weight decay (the study: 1e-3, 0.01); at batch 512 a
+            larger learning rate (2e-3) scored lower (0.670 after 2.5 minutes).
         train_size, validation_size
             Split of the cells; the validation cells drive early stopping.
         early_stopping

@@ -148,21 +148,21 @@ class SparseDataSplitter(DataSplitter):
             return super().train_dataloader()
         return self._loader(self.train_idx, shuffle=True, drop_last=self.drop_last)
 
+    def _in_order(self, indices: np.ndarray, default):
+        """Minibatches of ``indices`` in order (``default()`` without the block sampler)."""
+        if not self.uses_block_sampler:
+            return default()
+        if len(indices) > 0:
+            return self._loader(indices, shuffle=False, drop_last=False)
+        return None
+
     def val_dataloader(self):
         """Validation minibatches in order, this rank's share under DDP."""
-        if not self.uses_block_sampler:
-            return super().val_dataloader()
-        if len(self.val_idx) > 0:
-            return self._loader(self.val_idx, shuffle=False, drop_last=False)
-        return None
+        return self._in_order(self.val_idx, super().val_dataloader)
 
     def test_dataloader(self):
         """Test minibatches in order, this rank's share under DDP."""
-        if not self.uses_block_sampler:
-            return super().test_dataloader()
-        if len(self.test_idx) > 0:
-            return self._loader(self.test_idx, shuffle=False, drop_last=False)
-        return None
+        return self._in_order(self.test_idx, super().test_dataloader)
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
         """Return the batch unchanged (sparse stays sparse)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from collections.abc import Sequence
@@ -14,12 +15,10 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
-from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.checkpoints import read_ssl_in_scg_classifier
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
-    SparseDataSplitter,
     align_to_vocabulary,
     check_expression,
     check_obs_column,
@@ -37,13 +36,12 @@ from ._finetuning import (
     stratified_split,
 )
 from ._published import provenance, published_classifier_setup
+from ._ssl_encoder import SSLEncoder
 from ._ssl_options import build_ssl_module
 from ._statistics import centering_table
 from .base import (
-    GeneVocabularyMixin,
-    InferenceMixin,
     MinibatchStep,
-    ModelFilesMixin,
+    SSLModelBase,
     checkpointing,
     interruptible,
     load_module_state,
@@ -58,15 +56,15 @@ DEFAULT_UNLABELED = "Unknown"
 DEFAULT_FINETUNE_ADVERSARY = 0.3
 #: Keys of an SSLEncoder's module state a classifier does not take over.
 _DATA_BUFFERS = ("batch_means", "reference_mean", "gene_inclusion")
+#: The encoder options a classifier is not given take SSLEncoder's defaults.
+_ENCODER_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(SSLEncoder.__init__).parameters.items()
+    if parameter.default is not inspect.Parameter.empty
+}
 
 
-class SSLClassifier(
-    ModelFilesMixin,
-    InferenceMixin,
-    GeneVocabularyMixin,
-    UnsupervisedTrainingMixin,
-    BaseModelClass,
-):
+class SSLClassifier(SSLModelBase):
     """Cell-type classifier: the SSL encoder, kept learning its pretext, with a linear head.
 
     Build it from a pretrained :class:`scssl.model.SSLEncoder` with :meth:`from_encoder` on
@@ -110,7 +108,10 @@ class SSLClassifier(
     """
 
     _module_cls = ClassifierModule
-    _data_splitter_cls = SparseDataSplitter
+    _missing_data = (
+        "SSLClassifier needs an AnnData registered with SSLClassifier.setup_anndata, or "
+        "use SSLClassifier.from_encoder(encoder, adata, labels_key)."
+    )
 
     def __init__(
         self,
@@ -123,11 +124,6 @@ class SSLClassifier(
         freeze_encoder: bool = False,
         **encoder_kwargs,
     ):
-        if adata is None:
-            raise ValueError(
-                "SSLClassifier needs an AnnData registered with SSLClassifier.setup_anndata, or "
-                "use SSLClassifier.from_encoder(encoder, adata, labels_key)."
-            )
         super().__init__(adata)
         class_names, counts = labelled_class_counts(self.adata_manager, class_names)
         self.class_names_ = class_names
@@ -142,14 +138,15 @@ class SSLClassifier(
                 "pretext_weight": pretext_weight,
                 "freeze_encoder": freeze_encoder,
             },
-            **encoder_kwargs,
+            **{**_ENCODER_DEFAULTS, **encoder_kwargs},
         )
-        self.calibration_: dict | None = None
         self._model_summary_string = (
             f"SSLClassifier: {len(class_names)} classes, {summary}, "
             f"pretext_weight={pretext_weight}, freeze_encoder={freeze_encoder}"
         )
         self.init_params_ = self._get_init_params(locals())
+        #: Set by :meth:`calibrate`.
+        self.calibration_: dict | None = None
 
     # ------------------------------------------------------------------ setup
     @classmethod

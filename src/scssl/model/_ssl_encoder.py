@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -13,13 +14,11 @@ from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
-from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.checkpoints import read_model_file
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
     GeneVocabulary,
-    SparseDataSplitter,
     align_to_vocabulary,
     check_expression,
     check_obs_column,
@@ -36,10 +35,8 @@ from ._published import load_whole_groups, provenance, read_published
 from ._ssl_options import build_ssl_module
 from ._statistics import centering_table
 from .base import (
-    GeneVocabularyMixin,
-    InferenceMixin,
     MinibatchStep,
-    ModelFilesMixin,
+    SSLModelBase,
     adamw_plan,
     batch_codes,
     checkpointing,
@@ -53,15 +50,11 @@ logger = logging.getLogger(__name__)
 
 #: Pretraining minibatch size (see :meth:`SSLEncoder.train`).
 DEFAULT_PRETRAIN_BATCH_SIZE = 512
+#: A reference model for query data: a model, or the directory it was saved to.
+Reference: TypeAlias = "SSLEncoder | str | Path"
 
 
-class SSLEncoder(
-    ModelFilesMixin,
-    InferenceMixin,
-    GeneVocabularyMixin,
-    UnsupervisedTrainingMixin,
-    BaseModelClass,
-):
+class SSLEncoder(SSLModelBase):
     """A cell encoder pretrained by self-supervision, as in Richter et al. (ssl_in_scg).
 
     An MLP (512-512-256-256-64, SELU, no normalisation layers by default) maps counts, normalised
@@ -137,7 +130,7 @@ class SSLEncoder(
     """
 
     _module_cls = SSLModule
-    _data_splitter_cls = SparseDataSplitter
+    _missing_data = "SSLEncoder needs an AnnData registered with SSLEncoder.setup_anndata(adata)."
 
     def __init__(
         self,
@@ -155,10 +148,6 @@ class SSLEncoder(
         gene_sample_size: int | None = DEFAULT_GENE_SAMPLE_SIZE,
         **pretext_kwargs,
     ):
-        if adata is None:
-            raise ValueError(
-                "SSLEncoder needs an AnnData registered with SSLEncoder.setup_anndata(adata)."
-            )
         super().__init__(adata)
         summary, gene_sets = build_ssl_module(
             self,
@@ -367,10 +356,7 @@ class SSLEncoder(
     # ------------------------------------------------------ query data
     @classmethod
     def prepare_query_anndata(
-        cls,
-        adata: AnnData,
-        reference_model: SSLEncoder | str | Path,
-        min_overlap: float = DEFAULT_MIN_OVERLAP,
+        cls, adata: AnnData, reference_model: Reference, min_overlap: float = DEFAULT_MIN_OVERLAP
     ) -> AnnData:
         """A copy of ``adata`` aligned to a reference model's genes.
 
@@ -410,10 +396,7 @@ class SSLEncoder(
 
     @classmethod
     def load_query_data(
-        cls,
-        adata: AnnData,
-        reference_model: SSLEncoder | str | Path,
-        min_overlap: float = DEFAULT_MIN_OVERLAP,
+        cls, adata: AnnData, reference_model: Reference, min_overlap: float = DEFAULT_MIN_OVERLAP
     ) -> SSLEncoder:
         """A model with the reference's weights, set up on ``adata`` aligned to its genes.
 

@@ -10,9 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scssl.data import GeneVocabulary, pretext_programmes
-from scssl.module._masked import DEFAULT_GENE_SAMPLE_SIZE
 from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
-from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 
 from ._statistics import gene_root_mean_square, set_batch_means
 
@@ -21,22 +19,23 @@ def build_ssl_module(
     model,
     module_cls,
     *,
-    pretext: str = "random_mask",
-    gene_sets: str | Path | dict[str, list[str]] | None = None,
-    likelihood: str = "mse",
-    n_latent: int = DEFAULT_N_LATENT,
-    n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
-    dropout_rate: float | None = None,
-    activation: str = "selu",
-    mask_rate: float | None = None,
-    min_targets: int = 5,
-    batch_centering: bool = True,
-    gene_sample_size: int | None = DEFAULT_GENE_SAMPLE_SIZE,
+    pretext: str,
+    gene_sets: str | Path | dict[str, list[str]] | None,
+    likelihood: str,
+    n_latent: int,
+    n_hidden: Sequence[int],
+    dropout_rate: float | None,
+    activation: str,
+    mask_rate: float | None,
+    min_targets: int,
+    batch_centering: bool,
+    gene_sample_size: int | None,
     module_kwargs: dict | None = None,
     **pretext_kwargs,
 ) -> tuple[str, dict | None]:
     """Set ``model.module`` (an ``SSLModule`` of ``module_cls``) and its data statistics.
 
+    The options are :class:`~scssl.model.SSLEncoder`'s (its signature holds their defaults).
     Pretext defaults follow the study: dropout 0.1 for masked pretexts and 0.0 for contrastive
     ones, mask rate 0.5 of genes or 0.25 of gene programmes. ``module_kwargs`` go to the module
     too (a subclass's own options). Returns a summary of the options for the model's string,

@@ -14,9 +14,8 @@ from anndata import AnnData
 from mudata import MuData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager, fields
-from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
-from scssl.data import DEFAULT_MIN_OVERLAP, GeneVocabulary, SparseDataSplitter, placeholder_anndata
+from scssl.data import DEFAULT_MIN_OVERLAP, GeneVocabulary, placeholder_anndata
 from scssl.module import SSLProteinModule
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 
@@ -32,9 +31,7 @@ from ._mudata import (
     with_aligned_rna,
 )
 from .base import (
-    GeneVocabularyMixin,
-    InferenceMixin,
-    ModelFilesMixin,
+    SSLModelBase,
     adamw_plan,
     batch_codes,
     checkpointing,
@@ -49,13 +46,7 @@ logger = logging.getLogger(__name__)
 PROTEIN_BATCH_MASK = fields.ProteinObsmField.PROTEIN_BATCH_MASK
 
 
-class SSLProteinPredictor(
-    ModelFilesMixin,
-    InferenceMixin,
-    GeneVocabularyMixin,
-    UnsupervisedTrainingMixin,
-    BaseModelClass,
-):
+class SSLProteinPredictor(SSLModelBase):
     """Predict surface proteins from RNA with a (pretrained) SSL encoder and a regression head.
 
     The RNA counts are normalised on the fly (``normalize_total`` to 1e4, ``log1p``) and embedded
@@ -94,7 +85,11 @@ class SSLProteinPredictor(
     """
 
     _module_cls = SSLProteinModule
-    _data_splitter_cls = SparseDataSplitter
+    _missing_data = (
+        "SSLProteinPredictor needs a MuData registered with "
+        "SSLProteinPredictor.setup_mudata(mdata)."
+    )
+    _setup_method = "setup_mudata"
 
     def __init__(
         self,
@@ -107,11 +102,6 @@ class SSLProteinPredictor(
         activation: str = "selu",
         freeze_encoder: bool = False,
     ):
-        if mdata is None:
-            raise ValueError(
-                "SSLProteinPredictor needs a MuData registered with "
-                "SSLProteinPredictor.setup_mudata(mdata)."
-            )
         super().__init__(mdata)
         setup_args = self.adata_manager.registry["setup_args"]
         protein_state = self.adata_manager.get_state_registry(REGISTRY_KEYS.PROTEIN_EXP_KEY)
@@ -413,7 +403,7 @@ class SSLProteinPredictor(
         accelerator, devices
             Lightning's hardware options.
         plan_kwargs
-            Further options of :class:`scvi.train.TrainingPlan`.
+            Further options of the training plan (:class:`scvi.train.TrainingPlan`).
         checkpoint_dir
             Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
             interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
@@ -546,10 +536,3 @@ class SSLProteinPredictor(
         if batch_key is not None:
             placeholder.obs[batch_key] = rna.obs[batch_key]
         return placeholder
-
-    @classmethod
-    def _register(cls, data, setup_args: dict, registry: dict | None) -> None:
-        kwargs = dict(setup_args)
-        if registry is not None:
-            kwargs["source_registry"] = registry
-        cls.setup_mudata(data, **kwargs)

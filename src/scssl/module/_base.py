@@ -22,6 +22,8 @@ class EncoderModule(BaseModuleClass):
     ----------
     n_input
         Number of genes (the gene vocabulary).
+    n_batch
+        Number of batches; with more than one, they are a covariate (``n_batch_covariate``).
     n_latent, n_hidden, dropout_rate, activation
         Encoder architecture: hidden sizes, embedding size, dropout after each hidden
         activation, and ``"selu"`` (the study), ``"relu"`` or ``"gelu"``.
@@ -33,7 +35,7 @@ class EncoderModule(BaseModuleClass):
     def __init__(
         self,
         n_input: int,
-        *,
+        n_batch: int = 0,
         n_latent: int = DEFAULT_N_LATENT,
         n_hidden: Sequence[int] = DEFAULT_N_HIDDEN,
         dropout_rate: float = 0.1,
@@ -44,6 +46,8 @@ class EncoderModule(BaseModuleClass):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r}; choose one of {sorted(ACTIVATIONS)}.")
         self.n_input = n_input
+        self.n_batch = n_batch
+        self.n_batch_covariate = n_batch if n_batch > 1 else 0
         self.n_latent = n_latent
         self.log_normalized = log_normalized
         #: The encoder's constructor options; a fine-tuned copy is built from them.

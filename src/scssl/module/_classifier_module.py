@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
 from scvi.module.base import LossOutput, auto_move_data
-from torch import nn
+from torch import Tensor, nn
 
 from scssl.nn import ACTIVATIONS
 from scssl.nn._sparse import as_csr, rows
@@ -103,11 +103,8 @@ class ClassifierModule(SSLModule):
 
     @auto_move_data
     def embed(
-        self,
-        x: torch.Tensor,
-        batch_index: torch.Tensor | None = None,
-        deltas: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, x: Tensor, batch_index: Tensor | None = None, deltas: Tensor | None = None
+    ) -> Tensor:
         """Fine-tuned embedding: what the head reads, after its activation.
 
         As the study's ``predict_embedding`` of its fine-tuned classifiers.

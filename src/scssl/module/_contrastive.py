@@ -8,15 +8,8 @@ import torch
 from scvi.module.base import LossOutput
 from torch import nn
 
-from scssl.nn import (
-    View,
-    barlow_twins_loss,
-    barlow_twins_projector,
-    byol_head,
-    byol_loss,
-    ema_decay,
-    ema_update,
-)
+from scssl.nn import View
+from scssl.nn import _contrastive as heads
 
 DEFAULT_VIEWS = {
     "byol": (("negbin", "dropout"), ("negbin", "dropout")),
@@ -34,15 +27,15 @@ class ContrastivePretextMixin:
         self.views = nn.ModuleList(View(names, **augmentation) for names in views)
         if self.pretext == "byol":
             hidden, dim = byol["projection_hidden"], byol["projection_dim"]
-            self.projector = byol_head(self.n_latent, hidden, dim)
-            self.predictor = byol_head(dim, hidden, dim)
+            self.projector = heads.byol_head(self.n_latent, hidden, dim)
+            self.predictor = heads.byol_head(dim, hidden, dim)
             self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
             self.target_projector = copy.deepcopy(self.projector).requires_grad_(False)
             self.ema_decay_base = byol["ema_decay_base"]
             self.ema_cosine = byol["ema_cosine"]
         else:
             sizes = barlow_twins["projector_sizes"]
-            self.projector = barlow_twins_projector(self.n_latent, sizes)
+            self.projector = heads.barlow_twins_projector(self.n_latent, sizes)
             self.bn = nn.BatchNorm1d(sizes[-1], affine=False)
             self.lambda_offdiag = barlow_twins["lambda_offdiag"]
 
@@ -76,13 +69,13 @@ class ContrastivePretextMixin:
         # in float32 also under bf16 autocast
         outputs = {k: v.float() for k, v in inference_outputs.items() if k != "z"}
         if self.pretext == "byol":
-            per_cell = byol_loss(outputs["prediction_1"], outputs["target_2"]) + byol_loss(
-                outputs["prediction_2"], outputs["target_1"]
-            )
+            per_cell = heads.byol_loss(
+                outputs["prediction_1"], outputs["target_2"]
+            ) + heads.byol_loss(outputs["prediction_2"], outputs["target_1"])
             return LossOutput(loss=per_cell.mean(), reconstruction_loss=per_cell)
         projection_1 = outputs["projection_1"]
         with torch.autocast(projection_1.device.type, enabled=False):
-            loss = barlow_twins_loss(
+            loss = heads.barlow_twins_loss(
                 projection_1, outputs["projection_2"], self.bn, self.lambda_offdiag
             )
         return LossOutput(loss=loss, n_obs_minibatch=projection_1.shape[0])
@@ -92,7 +85,7 @@ class ContrastivePretextMixin:
         """BYOL: move the target network towards the online one; returns the decay used."""
         if self.pretext != "byol":
             return None
-        decay = ema_decay(self.ema_decay_base, step, total_steps, self.ema_cosine)
-        ema_update(self.target_encoder, self.encoder, decay)
-        ema_update(self.target_projector, self.projector, decay)
+        decay = heads.ema_decay(self.ema_decay_base, step, total_steps, self.ema_cosine)
+        heads.ema_update(self.target_encoder, self.encoder, decay)
+        heads.ema_update(self.target_projector, self.projector, decay)
         return decay

@@ -76,17 +76,10 @@ class SSLProteinModule(EncoderModule):
         protein_mean: np.ndarray | None = None,
     ):
         super().__init__(
-            n_input,
-            n_latent=n_latent,
-            n_hidden=n_hidden,
-            dropout_rate=dropout_rate,
-            activation=activation,
-            log_normalized=log_normalized,
+            n_input, n_batch, n_latent, n_hidden, dropout_rate, activation, log_normalized
         )
         self.n_proteins = n_proteins
-        self.n_batch = n_batch
         self.freeze_encoder = freeze_encoder
-        self.n_batch_covariate = n_batch if n_batch > 1 else 0
         # The encoder's last layer has no activation (as in the study); the head starts with one.
         self.head_activation = nn.Sequential(
             ACTIVATIONS[activation](), nn.Dropout(head_dropout_rate)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.module.base import LossOutput, auto_move_data
-from torch import nn
+from torch import Tensor, nn
 
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT, BatchAdversary, SparseInputLinear
 from scssl.nn._sparse import as_csr
@@ -156,19 +156,13 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         batch_adversary_weight: float = 0.0,
     ):
         super().__init__(
-            n_input,
-            n_latent=n_latent,
-            n_hidden=n_hidden,
-            dropout_rate=dropout_rate,
-            activation=activation,
-            log_normalized=log_normalized,
+            n_input, n_batch, n_latent, n_hidden, dropout_rate, activation, log_normalized
         )
         _check_options(pretext, likelihood, log_normalized, decoder_output)
         self.pretext = pretext
         self.likelihood = likelihood
         self.decoder_output = decoder_output
         self.gene_sample_size = gene_sample_size
-        self.n_batch = n_batch
         self.tf_rest_weight = tf_rest_weight
         self._init_batch_handling(batch_centering, batch_adversary_weight)
         if pretext in MASKED_PRETEXTS:
@@ -193,8 +187,6 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
             )
 
     def _init_batch_handling(self, batch_centering: bool, batch_adversary_weight: float) -> None:
-        n_batch = self.n_batch
-        self.n_batch_covariate = n_batch if n_batch > 1 else 0
         self.batch_centering = bool(batch_centering and self.n_batch_covariate)
         if self.batch_centering:
             self.register_buffer("batch_means", torch.zeros(self.n_batch_covariate, self.n_input))
@@ -261,11 +253,8 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
 
     @auto_move_data
     def embed(
-        self,
-        x: torch.Tensor,
-        batch_index: torch.Tensor | None = None,
-        deltas: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        self, x: Tensor, batch_index: Tensor | None = None, deltas: Tensor | None = None
+    ) -> Tensor:
         """Embedding of unmasked cells (call in eval mode for deterministic output).
 
         ``deltas`` replaces the training batches' shifts, for cells of new batches.
@@ -300,10 +289,7 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
 
     @auto_move_data
     def generative(
-        self,
-        z: torch.Tensor,
-        batch_index: torch.Tensor | None = None,
-        columns: torch.Tensor | None = None,
+        self, z: Tensor, batch_index: Tensor | None = None, columns: Tensor | None = None
     ) -> dict:
         """Decode the embedding (masked pretexts; ``columns`` of the loss); nothing otherwise."""
         if not self.has_decoder:

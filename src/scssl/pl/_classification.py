@@ -138,10 +138,8 @@ def per_class_f1(
 
     Parameters
     ----------
-    data
-        AnnData (its ``.obs`` is read) or a DataFrame.
-    true_key
-        Column with the true labels.
+    data, true_key
+        AnnData (its ``.obs`` is read) or a DataFrame, and its column with the true labels.
     pred_keys
         Column(s) with predictions; a mapping ``{legend name: column}`` names the methods.
     ax

@@ -2,6 +2,7 @@
 
 from ._files import ModelFilesMixin, load_module_state
 from ._inference import InferenceMixin, MinibatchStep
+from ._model import SSLModelBase
 from ._training import (
     DEFAULT_INFERENCE_BATCH_SIZE,
     adamw,
@@ -20,6 +21,7 @@ __all__ = [
     "InferenceMixin",
     "MinibatchStep",
     "ModelFilesMixin",
+    "SSLModelBase",
     "adamw",
     "adamw_plan",
     "batch_codes",

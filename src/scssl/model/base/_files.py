@@ -132,6 +132,9 @@ def _unlabeled_cells(data, setup_args: dict, init_params: dict, attributes: dict
 class ModelFilesMixin:
     """Build from weights (:meth:`from_state_dict`), :meth:`save` and :meth:`load`."""
 
+    #: The classmethod that registers data (``setup_mudata`` for MuData models).
+    _setup_method = "setup_anndata"
+
     @property
     def init_params(self) -> dict:
         """The constructor's keyword arguments this model was built with."""
@@ -186,7 +189,7 @@ class ModelFilesMixin:
         kwargs = dict(setup_args)
         if registry is not None:
             kwargs["source_registry"] = registry
-        cls.setup_anndata(data, **kwargs)
+        getattr(cls, cls._setup_method)(data, **kwargs)
 
     @classmethod
     def from_state_dict(

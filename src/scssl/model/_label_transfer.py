@@ -66,15 +66,10 @@ def train_classifier(
     query: ad.AnnData | None,
     labels_key: str,
     *,
-    batch_key: str | None = None,
-    layer: str | None = None,
-    n_top_genes: int | None = DEFAULT_N_TOP_GENES,
-    pretrain_time: str | None = DEFAULT_PRETRAIN_TIME,
-    pretrain_epochs: int | None = None,
     seed: int = 0,
-    encoder_kwargs: dict | None = None,
     classifier_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
+    **pretrain_options,
 ) -> SSLClassifier:
     """Pretrain an SSL encoder on reference and query cells, then fine-tune it on the labels.
 
@@ -85,6 +80,8 @@ def train_classifier(
     3. An :class:`SSLClassifier` from it, fine-tuned on the reference labels with the pretext
        on every cell and a batch adversary (:meth:`SSLClassifier.train`'s defaults).
 
+    Steps 1 and 2 are :func:`pretrain_encoder`.
+
     Parameters
     ----------
     reference
@@ -93,20 +90,13 @@ def train_classifier(
         Cells to annotate (their labels, if any, are never read); ``None``: reference only.
     labels_key
         Column of ``reference.obs`` with the cell types.
-    batch_key
-        Column of both ``obs`` with each cell's batch; ``None``: reference and query are the
-        batches.
-    layer
-        Layer with the counts; ``None`` for ``.X``.
-    n_top_genes
-        Genes kept; ``None`` keeps all.
-    pretrain_time, pretrain_epochs
-        Bounds of the pretraining: Lightning's ``max_time`` (``"DD:HH:MM:SS"``) and epochs.
     seed
         Seed of every step.
-    encoder_kwargs, classifier_kwargs, train_kwargs
-        Options of :class:`SSLEncoder`, :meth:`SSLClassifier.from_encoder` and
-        :meth:`SSLClassifier.train`.
+    classifier_kwargs, train_kwargs
+        Options of :meth:`SSLClassifier.from_encoder` and :meth:`SSLClassifier.train`.
+    **pretrain_options
+        Options of :func:`pretrain_encoder`: ``batch_key``, ``layer``, ``n_top_genes``,
+        ``pretrain_time``, ``pretrain_epochs``, ``encoder_kwargs``.
 
     Returns
     -------
@@ -114,18 +104,7 @@ def train_classifier(
     ``obs_names`` with a ``-query`` suffix when a query is given).
 
     """
-    encoder = pretrain_encoder(
-        reference,
-        query,
-        labels_key,
-        batch_key=batch_key,
-        layer=layer,
-        n_top_genes=n_top_genes,
-        pretrain_time=pretrain_time,
-        pretrain_epochs=pretrain_epochs,
-        seed=seed,
-        encoder_kwargs=encoder_kwargs,
-    )
+    encoder = pretrain_encoder(reference, query, labels_key, seed=seed, **pretrain_options)
     scvi.settings.seed = seed
     classifier = SSLClassifier.from_encoder(
         encoder, encoder.adata, LABELS, **(classifier_kwargs or {})
@@ -147,12 +126,30 @@ def pretrain_encoder(
     seed: int = 0,
     encoder_kwargs: dict | None = None,
 ) -> SSLEncoder:
-    """Steps 1 and 2 of :func:`train_classifier`: the encoder pretrained on reference + query.
+    """Steps 1 and 2 of :func:`train_classifier`: an encoder pretrained on reference + query.
 
     Its ``adata`` holds the cells and genes it was trained on, with the reference labels in
-    ``obs["_scssl_labels"]`` (the query's unlabeled) and the batches in ``obs["_scssl_batch"]``:
-    ready for :meth:`SSLClassifier.from_encoder` (``labels_key="_scssl_labels"``). The
-    parameters are :func:`train_classifier`'s.
+    ``obs[scssl.model.TRANSFER_LABELS_KEY]`` (the query's unlabeled) and the batches in
+    ``obs["_scssl_batch"]``: ready for :meth:`SSLClassifier.from_encoder`.
+
+    Parameters
+    ----------
+    reference, query, labels_key
+        As for :func:`train_classifier`.
+    batch_key
+        Column of both ``obs`` with each cell's batch; ``None``: reference and query are the
+        batches.
+    layer
+        Layer with the counts; ``None`` for ``.X``.
+    n_top_genes
+        Genes kept; ``None`` keeps all.
+    pretrain_time, pretrain_epochs
+        Bounds of the pretraining: Lightning's ``max_time`` (``"DD:HH:MM:SS"``) and epochs.
+    seed
+        Seed of the pretraining.
+    encoder_kwargs
+        Options of :class:`SSLEncoder`.
+
     """
     combined = transfer_data(reference, query, labels_key, batch_key=batch_key, layer=layer)
     if n_top_genes is not None and combined.n_vars > n_top_genes:

@@ -217,7 +217,9 @@ def write_outputs(rows: list[dict], args, device: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"args": vars(args), "device": device, "summary": summary, "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-    pretrain = sorted({(r["held_out"], round(r["pretrain_seconds"], 1)) for r in rows})
+    pretrain = sorted(
+        {(r["held_out"], round(r["pretrain_seconds"], 1)) for r in rows if "pretrain_seconds" in r}
+    )
     lines = [
         "# Does pretraining help? (pbmc_3tech, leave one chemistry out)",
         "",

@@ -238,7 +238,8 @@ def report(args) -> None:
         for path in sorted(RESULTS.glob("speed_quality_*.json"))
     }
     lines = _throughput_table(throughput_rows)
-    lines += ["", "Quality per minute (Kang CTRL -> STIM, kNN macro F1, defaults):", ""]
+    title = "Quality per minute (Kang CTRL -> STIM, kNN macro F1; tune_*: other options):"
+    lines += ["", title, ""]
     lines += ["| run | " + " | ".join(f"{m} min" for m in MARKS_MINUTES) + " |"]
     lines += ["|---|" + "---|" * len(MARKS_MINUTES)]
     for label, points in curves.items():

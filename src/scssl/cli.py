@@ -135,6 +135,7 @@ def _demo(args: argparse.Namespace) -> int:
         reference,
         query,
         "cell_type",
+        batch_key="stim",
         pretrain_time=f"00:00:{minutes:02d}:{seconds:02d}",
         seed=args.seed,
         train_kwargs=None if args.finetune_epochs is None else {"max_epochs": args.finetune_epochs},

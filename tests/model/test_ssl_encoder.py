@@ -80,7 +80,7 @@ def test_training_improves_validation_loss_and_label_transfer(kang_demo):
         return macro_f1(labels[~reference], predicted)
 
     before = transfer_f1()
-    model.train(max_epochs=6, batch_size=64, enable_progress_bar=False)
+    model.train(max_epochs=30, enable_progress_bar=False)  # the default batch size (512)
     losses = model.history["validation_loss"]["validation_loss"].to_numpy()
     after = transfer_f1()
     assert losses[-1] < losses[0]

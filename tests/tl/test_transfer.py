@@ -148,6 +148,30 @@ def test_classifier_method(trained_model, ref_query):
     np.testing.assert_array_equal(query.obs["cell_type_pred"].astype(str), clf.predict(query))
 
 
+def test_classifier_method_trains_the_workflow_without_a_model(ref_query):
+    reference, query = ref_query
+    state = _deep_state(reference)
+    annotated = scssl.tl.transfer_labels(
+        query,
+        reference,
+        labels_key="cell_type",
+        method="classifier",
+        batch_key="stim",
+        pretrain_time="00:00:00:03",
+        copy=True,
+    )
+    _assert_same(reference, state)
+    assert "cell_type_pred" not in query.obs  # copy=True leaves the query alone
+    predicted = annotated.obs["cell_type_pred"].astype(str)
+    assert set(predicted) <= set(reference.obs["cell_type"].astype(str))
+    confidence = annotated.obs["cell_type_confidence"].to_numpy()
+    assert ((confidence > 0) & (confidence <= 1)).all()
+    params = annotated.uns["cell_type_pred"]["params"]
+    assert params["pretrain_time"] == "00:00:00:03" and params["batch_key"] == "stim"
+    with pytest.raises(ValueError, match="labelled reference"):
+        scssl.tl.transfer_labels(query, None, labels_key="cell_type", method="classifier")
+
+
 def test_transfer_labels_errors(trained_model, ref_query):
     reference, query = ref_query
     with pytest.raises(KeyError, match="labels_key"):

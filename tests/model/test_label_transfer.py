@@ -1,0 +1,81 @@
+"""The label-transfer workflow: transfer_data, pretrain_encoder, train_classifier."""
+
+import numpy as np
+import pytest
+import scvi
+
+import scssl
+from scssl.benchmark import macro_f1
+from scssl.model import TRANSFER_LABELS_KEY, query_positions, train_classifier, transfer_data
+
+SMALL = {"n_hidden": (64,), "n_latent": 16}
+
+
+@pytest.fixture
+def ref_query(kang_demo):
+    reference = kang_demo[kang_demo.obs["stim"] == "CTRL"][:500].copy()
+    query = kang_demo[kang_demo.obs["stim"] == "STIM"][:400].copy()
+    return reference, query
+
+
+def test_transfer_data_keeps_shared_genes_and_hides_the_query_labels(ref_query):
+    reference, query = ref_query
+    query = query[:, query.var_names[5:]].copy()  # the query lacks 5 genes
+    before = (reference.X.copy(), query.X.copy(), reference.obs.copy(), query.obs.copy())
+    cells = transfer_data(reference, query, "cell_type", batch_key="stim")
+    assert cells.shape == (900, reference.n_vars - 5)
+    labels = cells.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
+    assert (labels[500:] == "Unknown").all()
+    np.testing.assert_array_equal(labels[:500], reference.obs["cell_type"].astype(str))
+    assert set(cells.obs["_scssl_batch"]) == {"CTRL", "STIM"}
+    assert (reference.X != before[0]).nnz == 0 and (query.X != before[1]).nnz == 0
+    assert reference.obs.equals(before[2]) and query.obs.equals(before[3])
+    without_batch = transfer_data(reference, query, "cell_type")
+    assert set(without_batch.obs["_scssl_batch"]) == {"reference", "query"}
+
+
+def test_transfer_data_without_shared_genes_says_so(ref_query):
+    reference, query = ref_query
+    query.var_names = [f"other{i}" for i in range(query.n_vars)]
+    with pytest.raises(ValueError, match="share no gene names"):
+        transfer_data(reference, query, "cell_type")
+
+
+def test_train_classifier_annotates_the_query(ref_query):
+    reference, query = ref_query
+    classifier = train_classifier(
+        reference,
+        query,
+        "cell_type",
+        batch_key="stim",
+        n_top_genes=500,
+        pretrain_time=None,
+        pretrain_epochs=20,
+        encoder_kwargs=SMALL,
+        train_kwargs={"max_epochs": 10},
+    )
+    positions = query_positions(classifier)
+    assert len(positions) == query.n_obs
+    assert classifier.adata.n_vars == 500
+    predicted = classifier.predict(indices=positions)
+    assert set(predicted) <= set(reference.obs["cell_type"].astype(str))
+    f1 = macro_f1(query.obs["cell_type"].astype(str).to_numpy(), predicted)
+    assert f1 > 0.6, f1
+    assert classifier.calibration_["ece_after"] <= classifier.calibration_["ece_before"] + 1e-6
+
+
+def test_pretrain_encoder_on_the_reference_alone(ref_query):
+    reference, _ = ref_query
+    scvi.settings.seed = 0
+    encoder = scssl.model.pretrain_encoder(
+        reference,
+        None,
+        "cell_type",
+        n_top_genes=300,
+        pretrain_time=None,
+        pretrain_epochs=2,
+        encoder_kwargs=SMALL,
+    )
+    assert encoder.is_trained and encoder.adata.shape == (500, 300)
+    assert encoder.module.n_batch_covariate == 0 or encoder.summary_stats.n_batch == 1
+    assert (encoder.adata.obs[TRANSFER_LABELS_KEY] != "Unknown").all()

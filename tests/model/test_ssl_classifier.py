@@ -41,7 +41,7 @@ def small_encoder():
     adata = make_cells(400, seed=1)
     scssl.model.SSLEncoder.setup_anndata(adata)
     encoder = scssl.model.SSLEncoder(adata, n_hidden=(32,), n_latent=8, activation="selu")
-    encoder.train(max_epochs=2, enable_progress_bar=False)
+    encoder.train(max_epochs=2, batch_size=128, enable_progress_bar=False)  # a few steps
     return encoder
 
 

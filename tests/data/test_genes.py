@@ -1,0 +1,19 @@
+"""scssl.data.highly_variable_genes: scanpy's ranking, robust on small batches."""
+
+import numpy as np
+
+from scssl.data import highly_variable_genes
+
+
+def test_small_batches_with_a_singular_loess_fit_still_get_genes(kang_demo):
+    # 500 + 400 cells of two conditions: scanpy's seurat_v3 loess (span 0.3) is singular here
+    cells = kang_demo[np.r_[0:500, 2500:2900]].copy()
+    before = cells.X.copy()
+    keep = highly_variable_genes(cells, 500, batch_key="stim")
+    assert keep.dtype == bool and keep.sum() == 500
+    assert (cells.X != before).nnz == 0
+
+
+def test_all_genes_kept_when_asking_for_more(kang_demo):
+    cells = kang_demo[:200].copy()
+    assert highly_variable_genes(cells, cells.n_vars + 1).all()

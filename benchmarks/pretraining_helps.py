@@ -67,7 +67,7 @@ def _reinitialise(module) -> None:
             layer.reset_parameters()
 
 
-def _classifier_rows(encoder, keep: np.ndarray, truth: np.ndarray, base: dict, args) -> list:
+def _classifier_rows(encoder, keep: np.ndarray, truth: np.ndarray, base: dict) -> list:
     """Pretrained and scratch classifiers on the encoder's cells, labels where ``keep``."""
     import warnings
 
@@ -125,7 +125,7 @@ def _fold_rows(pbmc, held_out: str, args) -> list[dict]:
             keep = labelled_subset(labels, fraction, seed)
             base = {"held_out": held_out, "fraction": fraction, "seed": seed}
             base["n_labelled"] = int(keep.sum())
-            rows += _classifier_rows(encoder, keep, truth, base, args)
+            rows += _classifier_rows(encoder, keep, truth, base)
             t0 = time.perf_counter()
             predicted = logistic_regression_transfer(
                 reference[keep], labels[keep], query, seed=seed

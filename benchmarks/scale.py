@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import StepTimer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -106,28 +107,6 @@ def tiled_h5ad(source: Path, n_cells: int, workdir: Path) -> Path:
 
 
 # ------------------------------------------------------------ measurements
-class _StepTimer:
-    """Lightning callback: wall time from the end of warm-up to the last training step."""
-
-    def __new__(cls, warmup: int):
-        from lightning.pytorch import Callback
-
-        class Timer(Callback):
-            def __init__(self):
-                self.warmup, self.start, self.end, self.steps = warmup, None, None, 0
-
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                if trainer.global_step == self.warmup and self.start is None:
-                    self.start = time.perf_counter()
-
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                if self.start is not None:
-                    self.steps += 1
-                    self.end = time.perf_counter()
-
-        return Timer()
-
-
 def _open(path: str, where: str):
     import anndata as ad
 
@@ -144,7 +123,7 @@ def measure_train(path: str, where: str, steps: int, warmup: int, batch_size: in
     rss_loaded = _peak_rss_mb()
     scssl.model.SSLEncoder.setup_anndata(adata)
     model = scssl.model.SSLEncoder(adata)
-    timer = _StepTimer(warmup)
+    timer = StepTimer(warmup)
     t0 = time.perf_counter()
     model.train(
         max_epochs=1,

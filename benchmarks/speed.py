@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import StepTimer
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -63,28 +64,6 @@ def _kang(genes: str):
     return adata[:, keep["highly_variable"].to_numpy()].copy()
 
 
-class _StepTimer:
-    """Lightning callback: wall time of the training steps after warm-up."""
-
-    def __new__(cls, warmup: int):
-        from lightning.pytorch import Callback
-
-        class Timer(Callback):
-            def __init__(self):
-                self.warmup, self.start, self.end, self.cells = warmup, None, None, 0
-
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                if trainer.global_step == self.warmup and self.start is None:
-                    self.start = time.perf_counter()
-
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-                if self.start is not None:
-                    self.cells += int(batch["X"].shape[0])
-                    self.end = time.perf_counter()
-
-        return Timer()
-
-
 def _model(method: str, adata):
     """An SSLEncoder of a pretext (defaults otherwise) or scVI, set up on ``adata``."""
     import scvi
@@ -110,7 +89,7 @@ def measure(method: str, genes: str, batch_size: int | None, steps: int, warmup:
     model = _model(method, adata)
     if batch_size is None:
         batch_size = inspect.signature(model.train).parameters["batch_size"].default
-    timer = _StepTimer(warmup)
+    timer = StepTimer(warmup)
     model.train(
         max_epochs=1000,
         max_steps=warmup + steps,

@@ -41,6 +41,7 @@ def _candidates(name: str) -> list[str]:
 
 def ssl_in_scg_weights(
     name: str,
+    *,
     cache_dir: str | Path | None = None,
     repo_id: str = REPO_ID,
     revision: str | None = None,
@@ -112,7 +113,7 @@ def ssl_in_scg_weights(
     return SslInScgFiles(checkpoint=checkpoint, genes=genes)
 
 
-def list_ssl_in_scg_weights(repo_id: str = REPO_ID, revision: str | None = None) -> list[str]:
+def list_ssl_in_scg_weights(*, repo_id: str = REPO_ID, revision: str | None = None) -> list[str]:
     """The checkpoint files of the repository (needs network)."""
     hub = _hub()
     files = hub.list_repo_files(repo_id, revision=revision)

@@ -42,11 +42,9 @@ from ._statistics import centering_table
 from .base import (
     MinibatchStep,
     SSLModelBase,
-    checkpointing,
-    interruptible,
+    fit_options,
+    fitting,
     load_module_state,
-    set_early_stopping,
-    training_mode,
 )
 
 logger = logging.getLogger(__name__)
@@ -410,9 +408,8 @@ class SSLClassifier(SSLModelBase):
         """
         train, validation = self._split(validation_size, seed)
         self._start_head(train, linear_probe_start, seed)
-        trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
-        early_stopping = set_early_stopping(
-            trainer_kwargs, early_stopping, early_stopping_patience, len(validation)
+        trainer_kwargs, early_stopping = fit_options(
+            trainer_kwargs, checkpoint_dir, early_stopping, early_stopping_patience, len(validation)
         )
         plan_kwargs = discriminative_plan(self.module, lr, encoder_lr, weight_decay, plan_kwargs)
         out = self._fit(
@@ -435,7 +432,7 @@ class SSLClassifier(SSLModelBase):
         in_memory = not getattr(self.adata, "isbacked", False)
         self.module.labelled_per_step = batch_size if in_memory else 0
         try:
-            with interruptible(self), training_mode(self.module):
+            with fitting(self):
                 return super().train(
                     load_sparse_tensor=True,
                     batch_size=batch_size,

@@ -39,10 +39,8 @@ from .base import (
     SSLModelBase,
     adamw_plan,
     batch_codes,
-    checkpointing,
-    interruptible,
-    set_early_stopping,
-    training_mode,
+    fit_options,
+    fitting,
     validation_cells,
 )
 
@@ -309,7 +307,7 @@ class SSLEncoder(SSLModelBase):
             "block_size": block_size,
             **(trainer_kwargs.pop("datasplitter_kwargs", None) or {}),
         }
-        with interruptible(self), training_mode(self.module):
+        with fitting(self):
             return super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,
@@ -334,14 +332,13 @@ class SSLEncoder(SSLModelBase):
         """
         if early_stopping is None:
             early_stopping = trainer_kwargs.get("max_time") is None
-        trainer_kwargs = checkpointing(
-            ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs), checkpoint_dir
-        )
+        trainer_kwargs = ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs)
         if self.module.pretext == "byol":
             callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
             trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]
-        early_stopping = set_early_stopping(
+        return fit_options(
             trainer_kwargs,
+            checkpoint_dir,
             early_stopping,
             patience,
             n_validation,
@@ -350,7 +347,6 @@ class SSLEncoder(SSLModelBase):
             if self.module.batch_adversary_weight
             else "validation_loss",
         )
-        return trainer_kwargs, early_stopping
 
     # ------------------------------------------------------ query data
     @classmethod

@@ -30,16 +30,7 @@ from ._mudata import (
     rna_with_obs,
     with_aligned_rna,
 )
-from .base import (
-    SSLModelBase,
-    adamw_plan,
-    batch_codes,
-    checkpointing,
-    interruptible,
-    set_early_stopping,
-    training_mode,
-    validation_cells,
-)
+from .base import SSLModelBase, adamw_plan, batch_codes, fit_options, fitting, validation_cells
 
 logger = logging.getLogger(__name__)
 
@@ -412,14 +403,14 @@ class SSLProteinPredictor(SSLModelBase):
 
         """
         plan_kwargs = adamw_plan(lr, weight_decay, plan_kwargs)
-        early_stopping = set_early_stopping(
+        trainer_kwargs, early_stopping = fit_options(
             trainer_kwargs,
+            checkpoint_dir,
             early_stopping,
             early_stopping_patience,
             validation_cells(self.adata.n_obs, train_size, validation_size),
         )
-        trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
-        with interruptible(self), training_mode(self.module):
+        with fitting(self):
             return super().train(
                 max_epochs=max_epochs,
                 accelerator=accelerator,

@@ -7,10 +7,8 @@ from ._training import (
     DEFAULT_INFERENCE_BATCH_SIZE,
     adamw,
     adamw_plan,
-    checkpointing,
-    interruptible,
-    set_early_stopping,
-    training_mode,
+    fit_options,
+    fitting,
     validation_cells,
 )
 from ._vocabulary import GeneVocabularyMixin, batch_codes
@@ -25,10 +23,8 @@ __all__ = [
     "adamw",
     "adamw_plan",
     "batch_codes",
-    "checkpointing",
-    "interruptible",
+    "fit_options",
+    "fitting",
     "load_module_state",
-    "set_early_stopping",
-    "training_mode",
     "validation_cells",
 ]

@@ -55,7 +55,7 @@ def set_early_stopping(
             "early_stopping needs validation cells, and the split of the cells (train_size, "
             "validation_size) leaves none; early stopping is disabled.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
         return False
     if early_stopping:
@@ -118,3 +118,29 @@ def interruptible(model) -> Iterator[None]:
             "with the optimiser's state, train with checkpoint_dir=... and resume with "
             "ckpt_path='<checkpoint_dir>/last.ckpt'."
         ) from None
+
+
+def fit_options(
+    trainer_kwargs: dict,
+    checkpoint_dir,
+    early_stopping: bool,
+    patience: int,
+    n_validation: int | None,
+    monitor: str = "validation_loss",
+) -> tuple[dict, bool]:
+    """A model's Lightning options: :func:`checkpointing`, then :func:`set_early_stopping`.
+
+    Returns the new ``trainer_kwargs`` and whether early stopping is on.
+    """
+    trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
+    early_stopping = set_early_stopping(
+        trainer_kwargs, early_stopping, patience, n_validation, monitor
+    )
+    return trainer_kwargs, early_stopping
+
+
+@contextmanager
+def fitting(model) -> Iterator[None]:
+    """Where every model trains: :func:`interruptible`, with the module in :func:`training_mode`."""
+    with interruptible(model), training_mode(model.module):
+        yield

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
@@ -34,8 +32,9 @@ class ClassifierModule(SSLModule):
 
     Parameters
     ----------
-    n_input, n_batch, n_labels, n_continuous_cov, n_cats_per_cov
-        As :class:`scssl.module.SSLModule`.
+    n_input, *summary_stats
+        The data sizes, as :class:`scssl.module.SSLModule` takes them (``n_batch``,
+        ``n_labels``, ``n_continuous_cov``, ``n_cats_per_cov``, in scvi-tools' order).
     n_classes
         Number of cell types (the unlabeled category excluded).
     head_activation
@@ -57,11 +56,7 @@ class ClassifierModule(SSLModule):
     def __init__(
         self,
         n_input: int,
-        n_batch: int = 0,
-        n_labels: int = 0,
-        n_continuous_cov: int = 0,
-        n_cats_per_cov: Sequence[int] | None = None,
-        *,
+        *summary_stats: int,
         n_classes: int,
         head_activation: str | None = None,
         head_dropout_rate: float = 0.1,
@@ -76,7 +71,7 @@ class ClassifierModule(SSLModule):
             raise ValueError(
                 f"head_activation={head_activation!r}; choose None or one of {sorted(ACTIVATIONS)}."
             )
-        super().__init__(n_input, n_batch, **ssl_kwargs)
+        super().__init__(n_input, *summary_stats, **ssl_kwargs)
         self.n_classes = n_classes
         self.pretext_weight = 0.0 if freeze_encoder else float(pretext_weight)
         activation = nn.Identity() if head_activation is None else ACTIVATIONS[head_activation]()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from scssl.nn._sparse import csr_row_ids, csr_with_values
+from scssl.nn._sparse import csr_row_sums, csr_with_values, per_value
 
 TARGET_SUM = 1e4
 
@@ -15,11 +15,8 @@ TARGET_SUM = 1e4
 def normalize_log1p(x: torch.Tensor, target_sum: float = TARGET_SUM) -> torch.Tensor:
     """Scale each cell to ``target_sum`` counts and apply ``log1p``; all-zero cells stay zero."""
     if x.layout == torch.sparse_csr:
-        values = x.values()
-        rows = csr_row_ids(x)
-        library = torch.zeros(x.shape[0], dtype=values.dtype, device=x.device)
-        library.index_add_(0, rows, values)
-        return csr_with_values(x, torch.log1p(values * _scale(library, target_sum)[rows]))
+        scale = per_value(x, _scale(csr_row_sums(x), target_sum))
+        return csr_with_values(x, torch.log1p(x.values() * scale))
     return torch.log1p(x * _scale(x.sum(dim=1, keepdim=True), target_sum))
 
 

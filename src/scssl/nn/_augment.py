@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._sparse import csr_row_ids, csr_with_values, is_csr, to_dense
+from ._sparse import csr_row_sums, csr_with_values, is_csr, per_value, to_dense
 
 AUGMENTATIONS = ("negbin", "dropout")
 
@@ -55,10 +55,8 @@ class NegBinNoise(nn.Module):
         if is_csr(x) and not self.on_zeros:
             values = x.values()
             noise = _negbin_draw(values.shape, x.device, self.total_count)
-            rows = csr_row_ids(x)
-            library = torch.zeros(x.shape[0], dtype=noise.dtype, device=x.device)
-            library.index_add_(0, rows, noise)
-            noise = noise / library.clamp(min=1.0)[rows] * 1e4
+            library = csr_row_sums(x, noise)
+            noise = noise / per_value(x, library.clamp(min=1.0)) * 1e4
             return csr_with_values(x, (values + self.intensity * torch.log1p(noise)).clamp(min=0.0))
         x = to_dense(x)
         noise = _negbin_draw(x.shape, x.device, self.total_count)

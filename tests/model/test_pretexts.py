@@ -309,3 +309,18 @@ def test_weighted_explained_variance_matches_torchmetrics():
     assert mean_squared_error(y, y_hat) == pytest.approx(0.25, rel=0.1)
     with pytest.raises(ValueError, match="Shapes differ"):
         weighted_explained_variance(y, y_hat[:, :3])
+
+
+def test_byol_file_saved_with_the_old_default_loads_with_its_size(kang_top_genes, tmp_path):
+    """Files whose options left projection_hidden to the study's 4096 keep that size."""
+    scssl.model.SSLEncoder.setup_anndata(kang_top_genes)
+    model = scssl.model.SSLEncoder(kang_top_genes, pretext="byol", projection_hidden=48, **SMALL)
+    model.init_params_["kwargs"]["pretext_kwargs"].pop("projection_hidden")  # as saved then
+    model.save(tmp_path / "byol")
+    loaded = scssl.model.SSLEncoder.load(tmp_path / "byol", adata=kang_top_genes)
+    assert loaded.module.projector[0].out_features == 48
+    np.testing.assert_array_equal(
+        loaded.get_latent_representation(), model.get_latent_representation()
+    )
+    fresh = scssl.model.SSLEncoder(kang_top_genes, pretext="byol", **SMALL)
+    assert fresh.module.projector[0].out_features == 512

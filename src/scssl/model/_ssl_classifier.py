@@ -37,7 +37,7 @@ from ._finetuning import (
 )
 from ._published import provenance, published_classifier_setup
 from ._ssl_encoder import SSLEncoder
-from ._ssl_options import build_ssl_module
+from ._ssl_options import build_ssl_module, options_in_weights
 from ._statistics import centering_table
 from .base import (
     MinibatchStep,
@@ -106,6 +106,7 @@ class SSLClassifier(SSLModelBase):
     """
 
     _module_cls = ClassifierModule
+    _options_in_weights = staticmethod(options_in_weights)
     _missing_data = (
         "SSLClassifier needs an AnnData registered with SSLClassifier.setup_anndata, or "
         "use SSLClassifier.from_encoder(encoder, adata, labels_key)."

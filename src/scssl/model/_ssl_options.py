@@ -15,6 +15,14 @@ from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
 from ._statistics import gene_root_mean_square, set_batch_means
 
 
+def options_in_weights(state_dict: dict, init_params: dict) -> dict:
+    """BYOL's ``projection_hidden`` of files saved when its default was the study's 4096."""
+    weight = state_dict.get("projector.0.weight")
+    if init_params.get("pretext") == "byol" and weight is not None:
+        return {"projection_hidden": int(weight.shape[0])}
+    return {}
+
+
 def build_ssl_module(
     model,
     module_cls,

@@ -16,7 +16,7 @@ from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT, BatchAdversary, SparseI
 from scssl.nn._sparse import as_csr
 
 from ._base import EncoderModule
-from ._contrastive import ContrastivePretextMixin
+from ._contrastive import DEFAULT_PROJECTION_HIDDEN, ContrastivePretextMixin
 from ._masked import MaskedPretextMixin, check_decoder_output
 
 Pretext = Literal["random_mask", "gene_programme_mask", "programme_to_tf", "byol", "barlow_twins"]
@@ -100,7 +100,8 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         Augment undetected genes too, as the study did (makes every view dense), instead of the
         detected genes only (views stay sparse; the default).
     projection_hidden, projection_dim
-        BYOL projector and predictor sizes.
+        BYOL projector and predictor sizes (the study's BYOL: 4096 hidden units; see
+        :data:`~scssl.module._contrastive.DEFAULT_PROJECTION_HIDDEN`).
     ema_decay_base, ema_cosine
         BYOL target update: ``target <- d * target + (1 - d) * online`` after every optimiser
         step, ``d`` constant or raised to 1 on a cosine schedule.
@@ -146,7 +147,7 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         negbin_intensity: float = 0.1,
         dropout_intensity: float = 0.1,
         augment_zeros: bool = False,
-        projection_hidden: int = 4096,
+        projection_hidden: int = DEFAULT_PROJECTION_HIDDEN,
         projection_dim: int = 256,
         ema_decay_base: float = 0.99,
         ema_cosine: bool = False,

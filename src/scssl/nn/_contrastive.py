@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def byol_head(n_input: int, n_hidden: int = 4096, n_output: int = 256) -> nn.Sequential:
+def byol_head(n_input: int, n_hidden: int, n_output: int) -> nn.Sequential:
     """BYOL projector / predictor: ``Linear - BatchNorm - ReLU - Linear``."""
     return nn.Sequential(
         nn.Linear(n_input, n_hidden),

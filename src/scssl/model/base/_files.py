@@ -184,6 +184,14 @@ class ModelFilesMixin:
         return data
 
     @classmethod
+    def _options_in_weights(cls, state_dict: dict, init_params: dict) -> dict:
+        """Constructor options that older files left to a default that has changed since.
+
+        Read from the weights' shapes; the stored options win over them.
+        """
+        return {}
+
+    @classmethod
     def _register(cls, data, setup_args: dict, registry: dict | None) -> None:
         """Register ``data`` with the setup arguments (and registry) the weights were made with."""
         kwargs = dict(setup_args)
@@ -247,6 +255,7 @@ class ModelFilesMixin:
         data = cls._setup_data(
             adata, gene_vocabulary, setup_args, batches, min_overlap, attributes or {}
         )
+        init_params = {**cls._options_in_weights(state_dict, init_params), **init_params}
         if registry is None:
             init_params = _unlabeled_cells(data, setup_args, init_params, attributes or {})
         with warnings.catch_warnings():

@@ -29,10 +29,10 @@ from scssl.module import SSLModule
 from scssl.module._masked import DEFAULT_GENE_SAMPLE_SIZE
 from scssl.module._ssl_module import Likelihood, Pretext
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
-from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs
+from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs, default_precision
 
 from ._published import load_whole_groups, provenance, read_published
-from ._ssl_options import build_ssl_module
+from ._ssl_options import build_ssl_module, options_in_weights
 from ._statistics import centering_table
 from .base import (
     MinibatchStep,
@@ -115,10 +115,11 @@ class SSLEncoder(SSLModelBase):
         Further options of the pretext, passed to :class:`scssl.module.SSLModule`:
         ``tf_rest_weight`` (1.0), ``views`` (augmentations of the two views, e.g.
         ``(("negbin", "dropout"), ())``), ``negbin_intensity`` (0.1), ``dropout_intensity`` (0.1),
-        ``projection_hidden`` (4096), ``projection_dim`` (256), ``ema_decay_base`` (0.99),
-        ``ema_cosine`` (False), ``projector_sizes`` ((256, 256, 512, 512)), ``lambda_offdiag``
-        (0.0051), ``augment_zeros`` (False: contrastive views augment detected genes only and
-        stay sparse), ``decoder_output`` (``"linear"``; published weights set the study's).
+        ``projection_hidden`` (512; the study: 4096), ``projection_dim`` (256),
+        ``ema_decay_base`` (0.99), ``ema_cosine`` (False), ``projector_sizes``
+        ((256, 256, 512, 512)), ``lambda_offdiag`` (0.0051), ``augment_zeros`` (False:
+        contrastive views augment detected genes only and stay sparse), ``decoder_output``
+        (``"linear"``; published weights set the study's).
 
     Examples
     --------
@@ -130,6 +131,7 @@ class SSLEncoder(SSLModelBase):
     """
 
     _module_cls = SSLModule
+    _options_in_weights = staticmethod(options_in_weights)
     _missing_data = "SSLEncoder needs an AnnData registered with SSLEncoder.setup_anndata(adata)."
 
     def __init__(
@@ -255,7 +257,11 @@ class SSLEncoder(SSLModelBase):
 
         Minibatches stay sparse from disk to the first layer. Lightning shows a progress bar;
         a validation split drives early stopping on the validation loss. ``max_time=
-        "00:00:10:00"`` (Lightning's option) bounds the training time.
+        "00:00:10:00"`` (Lightning's option) bounds the training time. On CPUs with bf16
+        instructions (AVX512-BF16, AMX) the layers compute in bf16 under autocast
+        (``precision="bf16-mixed"``; weights, optimiser state and losses stay float32), elsewhere
+        in float32; ``precision="32-true"`` chooses float32 everywhere (see
+        :func:`scssl.train.default_precision`).
 
         Parameters
         ----------
@@ -289,7 +295,8 @@ class SSLEncoder(SSLModelBase):
             Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
             interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
         **trainer_kwargs
-            Further options of the Lightning ``Trainer`` (``max_time``, ``ckpt_path`` ...).
+            Further options of the Lightning ``Trainer`` (``max_time``, ``ckpt_path``,
+            ``precision`` ...).
 
         """
         n_validation = None
@@ -326,13 +333,14 @@ class SSLEncoder(SSLModelBase):
     def _trainer_options(
         self, trainer_kwargs, accelerator, checkpoint_dir, early_stopping, patience, n_validation
     ) -> tuple[dict, bool]:
-        """Lightning options (DDP, checkpoints, BYOL target update) and whether to stop early.
+        """Lightning options (DDP, precision, checkpoints, BYOL target) and whether to stop early.
 
         Early stopping defaults to on unless ``max_time`` bounds the run.
         """
         if early_stopping is None:
             early_stopping = trainer_kwargs.get("max_time") is None
         trainer_kwargs = ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs)
+        trainer_kwargs.setdefault("precision", default_precision(accelerator))
         if self.module.pretext == "byol":
             callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
             trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]

@@ -257,11 +257,8 @@ class SSLEncoder(SSLModelBase):
 
         Minibatches stay sparse from disk to the first layer. Lightning shows a progress bar;
         a validation split drives early stopping on the validation loss. ``max_time=
-        "00:00:10:00"`` (Lightning's option) bounds the training time. On CPUs with bf16
-        instructions (AVX512-BF16, AMX) the layers compute in bf16 under autocast
-        (``precision="bf16-mixed"``; weights, optimiser state and losses stay float32), elsewhere
-        in float32; ``precision="32-true"`` chooses float32 everywhere (see
-        :func:`scssl.train.default_precision`).
+        "00:00:10:00"`` (Lightning's option) bounds the training time. CPUs with bf16
+        instructions train under bf16 autocast (:func:`scssl.train.default_precision`).
 
         Parameters
         ----------
@@ -295,8 +292,7 @@ class SSLEncoder(SSLModelBase):
             Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
             interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
         **trainer_kwargs
-            Further options of the Lightning ``Trainer`` (``max_time``, ``ckpt_path``,
-            ``precision`` ...).
+            Further options of the Lightning ``Trainer`` (``max_time``, ``precision`` ...).
 
         """
         n_validation = None

@@ -7,6 +7,9 @@ Kang PBMCs (13,999 cells x 14,053 genes, sparse counts), on the machine that run
   and at 1,024: training cells/s over ``--steps`` minibatches after ``--warmup`` steps (a
   Lightning callback times the steps only), then ``get_latent_representation`` cells/s at equal
   batch sizes (128 and 1,024).
+- ``inference``: scVI's and SSLEncoder's ``get_latent_representation`` in one process,
+  alternating, median of ``--repeats`` runs at batch 128 and 1,024 (one-shot timings in separate
+  processes varied by up to 1.6x for the same model).
 - ``quality``: SSLEncoder with its defaults pretrained on all Kang cells (no labels) for 10
   minutes; after 1, 2, 5 and 10 minutes of training (the clock stops while it is scored) the
   embedding transfers labels CTRL -> STIM by 5-nearest neighbours, scored by macro F1. Run it
@@ -17,6 +20,7 @@ Kang PBMCs (13,999 cells x 14,053 genes, sparse counts), on the machine that run
 Timings need a quiet machine (nothing else running)::
 
     python benchmarks/speed.py throughput --threads 2
+    python benchmarks/speed.py inference
     python benchmarks/speed.py quality --label after
     PYTHONPATH=/tmp/scssl-before/src python benchmarks/speed.py quality --label before
     python benchmarks/speed.py report

@@ -254,6 +254,7 @@ def quality(args) -> None:
         "points": points,
         "train_kwargs": options,
         "seed": args.seed,
+        "precision": str(getattr(getattr(model, "trainer", None), "precision", None)),
         "model_kwargs": json.loads(args.model_kwargs),
     }
     _save(f"quality_{args.label}", {**payload, "scssl": scssl.__version__})

@@ -2,7 +2,7 @@
 
 import torch
 
-from scssl.train import default_precision, native_cpu_bf16
+from scssl.train import _precision, default_precision, native_cpu_bf16
 
 
 def _cpu_bf16(monkeypatch, available: bool) -> None:
@@ -12,7 +12,7 @@ def _cpu_bf16(monkeypatch, available: bool) -> None:
 
 def test_bf16_on_cpus_with_bf16_instructions(monkeypatch):
     _cpu_bf16(monkeypatch, True)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(_precision, "_has_gpu", lambda: False)
     assert native_cpu_bf16()
     assert default_precision("cpu") == "bf16-mixed"
     assert default_precision("auto") == "bf16-mixed"
@@ -23,6 +23,6 @@ def test_float32_on_cpus_without_them_and_on_gpus(monkeypatch):
     assert not native_cpu_bf16()
     assert default_precision("cpu") == "32-true"
     _cpu_bf16(monkeypatch, True)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(_precision, "_has_gpu", lambda: True)
     assert default_precision("auto") == "32-true"
     assert default_precision("gpu") == "32-true"

@@ -337,6 +337,7 @@ class SSLEncoder(SSLModelBase):
             early_stopping = trainer_kwargs.get("max_time") is None
         trainer_kwargs = ddp_trainer_kwargs(self.module, accelerator, trainer_kwargs)
         trainer_kwargs.setdefault("precision", default_precision(accelerator))
+        logger.info("Pretraining precision: %s", trainer_kwargs["precision"])
         if self.module.pretext == "byol":
             callbacks = list(trainer_kwargs.pop("callbacks", None) or [])
             trainer_kwargs["callbacks"] = [*callbacks, TargetNetworkUpdate()]
@@ -350,6 +351,7 @@ class SSLEncoder(SSLModelBase):
             monitor="pretext_loss_validation"
             if self.module.batch_adversary_weight
             else "validation_loss",
+            stacklevel=5,  # train -> _trainer_options -> fit_options -> set_early_stopping
         )
 
     # ------------------------------------------------------ query data

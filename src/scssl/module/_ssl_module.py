@@ -13,10 +13,11 @@ from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor, nn
 
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT, BatchAdversary, SparseInputLinear
+from scssl.nn._contrastive import DEFAULT_PROJECTION_HIDDEN
 from scssl.nn._sparse import as_csr
 
 from ._base import EncoderModule
-from ._contrastive import DEFAULT_PROJECTION_HIDDEN, ContrastivePretextMixin
+from ._contrastive import ContrastivePretextMixin
 from ._masked import MaskedPretextMixin, check_decoder_output
 
 Pretext = Literal["random_mask", "gene_programme_mask", "programme_to_tf", "byol", "barlow_twins"]
@@ -101,7 +102,7 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         detected genes only (views stay sparse; the default).
     projection_hidden, projection_dim
         BYOL projector and predictor sizes (the study's BYOL: 4096 hidden units; see
-        :data:`~scssl.module._contrastive.DEFAULT_PROJECTION_HIDDEN`).
+        :data:`~scssl.nn._contrastive.DEFAULT_PROJECTION_HIDDEN`).
     ema_decay_base, ema_cosine
         BYOL target update: ``target <- d * target + (1 - d) * online`` after every optimiser
         step, ``d`` constant or raised to 1 on a cosine schedule.

@@ -28,13 +28,16 @@ def csr_row_sums(x: torch.Tensor, values: torch.Tensor | None = None) -> torch.T
     A segment sum over ``crow_indices``: about 5x faster on CPU than scattering by row id.
     """
     values = x.values() if values is None else values
+    if not values.is_floating_point():  # segment_reduce has no integer kernels
+        values = values.float()
     return torch.segment_reduce(values, "sum", offsets=x.crow_indices())
 
 
 def per_value(x: torch.Tensor, per_row: torch.Tensor) -> torch.Tensor:
     """``per_row`` (one value per row of CSR ``x``) repeated for each stored value of its row."""
     crow = x.crow_indices()
-    return torch.repeat_interleave(per_row, crow[1:] - crow[:-1])
+    n_values = x.values().numel()  # known length: no device synchronisation on GPUs
+    return torch.repeat_interleave(per_row, crow[1:] - crow[:-1], output_size=n_values)
 
 
 def csr_with_values(x: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

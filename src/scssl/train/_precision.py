@@ -18,7 +18,11 @@ def default_precision(accelerator: str) -> str:
     random-mask step runs about 1.35x faster than in float32, while losses, optimiser state and
     master weights stay float32. ``"32-true"`` elsewhere: on CPUs without bf16 instructions
     autocast is emulated, and on GPUs at scssl's model sizes bf16 did not train faster (NVIDIA
-    H200, ``benchmarks/results/gpu_check``).
+    H200, ``benchmarks/results/gpu_check``). ``"auto"`` counts CUDA and Apple GPUs as GPUs;
+    other accelerators (XPU, TPU) should be named with ``precision`` explicitly.
+
+    The same seed therefore gives slightly different weights on CPUs with and without bf16
+    instructions; ``precision="32-true"`` gives results that do not depend on the CPU.
     """
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not _has_gpu())
     return "bf16-mixed" if on_cpu and native_cpu_bf16() else "32-true"

@@ -43,6 +43,7 @@ def set_early_stopping(
     patience: int,
     n_validation: int | None = None,
     monitor: str = "validation_loss",
+    stacklevel: int = 3,
 ) -> bool:
     """Add early stopping on ``monitor`` to ``trainer_kwargs``; returns whether it is on.
 
@@ -55,7 +56,7 @@ def set_early_stopping(
             "early_stopping needs validation cells, and the split of the cells (train_size, "
             "validation_size) leaves none; early stopping is disabled.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
         return False
     if early_stopping:
@@ -127,14 +128,17 @@ def fit_options(
     patience: int,
     n_validation: int | None,
     monitor: str = "validation_loss",
+    stacklevel: int = 4,
 ) -> tuple[dict, bool]:
     """A model's Lightning options: :func:`checkpointing`, then :func:`set_early_stopping`.
 
-    Returns the new ``trainer_kwargs`` and whether early stopping is on.
+    Returns the new ``trainer_kwargs`` and whether early stopping is on. ``stacklevel`` makes
+    the warning about missing validation cells point at the user's call of ``train`` (4 when
+    ``train`` calls this function directly).
     """
     trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
     early_stopping = set_early_stopping(
-        trainer_kwargs, early_stopping, patience, n_validation, monitor
+        trainer_kwargs, early_stopping, patience, n_validation, monitor, stacklevel
     )
     return trainer_kwargs, early_stopping
 

@@ -125,7 +125,7 @@ def _demo(args: argparse.Namespace) -> int:
         "interferon-stimulated cells"
     )
     print(
-        f"[2/4] scssl: pretraining on all cells without labels ({args.minutes:g} min, 2,000 "
+        f"[2/4] scssl: pretraining on all cells without labels (at most {args.minutes:g} min, 2,000 "
         "variable genes, condition as batch), then fine-tuning on the control labels"
     )
     start = time.perf_counter()
@@ -318,7 +318,7 @@ def _add_demo(commands) -> None:
     )
     demo.add_argument("--out", default="scssl_demo", help="output folder (model, UMAP PNG)")
     demo.add_argument(
-        "--minutes", type=float, default=3.0, help="pretraining time in minutes (default 3)"
+        "--minutes", type=float, default=3.0, help="pretraining time bound in minutes (default 3)"
     )
     demo.add_argument(
         "--finetune-epochs",

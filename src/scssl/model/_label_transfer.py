@@ -76,7 +76,8 @@ def train_classifier(
     1. Reference and query cells, on their shared genes, in one AnnData (see
        :func:`transfer_data`); the ``n_top_genes`` most variable genes (raw counts, batch-aware).
     2. An :class:`SSLEncoder` (random masking, batch centering on each batch) pretrained on all
-       of them, without labels, for ``pretrain_time`` (no early stopping).
+       of them, without labels, for at most ``pretrain_time`` and scvi-tools' epoch heuristic
+       (400 epochs up to 20,000 cells, fewer for more; no early stopping).
     3. An :class:`SSLClassifier` from it, fine-tuned on the reference labels with the pretext
        on every cell and a batch adversary (:meth:`SSLClassifier.train`'s defaults).
 
@@ -144,7 +145,9 @@ def pretrain_encoder(
     n_top_genes
         Genes kept; ``None`` keeps all.
     pretrain_time, pretrain_epochs
-        Bounds of the pretraining: Lightning's ``max_time`` (``"DD:HH:MM:SS"``) and epochs.
+        Bounds of the pretraining: Lightning's ``max_time`` (``"DD:HH:MM:SS"``) and epochs
+        (``None``: scvi-tools' heuristic, 400 up to 20,000 cells; small datasets pretrained
+        for the whole time budget did worse, see the *Label transfer* docs).
     seed
         Seed of the pretraining.
     encoder_kwargs
@@ -159,8 +162,6 @@ def pretrain_encoder(
     n_batches = combined.obs[BATCH].nunique()
     SSLEncoder.setup_anndata(combined, batch_key=BATCH if n_batches > 1 else None)
     encoder = SSLEncoder(combined, **(encoder_kwargs or {}))
-    if pretrain_time is not None and pretrain_epochs is None:
-        pretrain_epochs = 100_000  # the time bound ends pretraining
     encoder.train(
         max_epochs=pretrain_epochs,
         max_time=pretrain_time,

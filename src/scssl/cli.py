@@ -125,8 +125,8 @@ def _demo(args: argparse.Namespace) -> int:
         "interferon-stimulated cells"
     )
     print(
-        f"[2/4] scssl: pretraining on all cells without labels (at most {args.minutes:g} min, 2,000 "
-        "variable genes, condition as batch), then fine-tuning on the control labels"
+        f"[2/4] scssl: pretraining on all cells without labels (at most {args.minutes:g} min, "
+        "2,000 variable genes, condition as batch), then fine-tuning on the control labels"
     )
     start = time.perf_counter()
     minutes = int(args.minutes)

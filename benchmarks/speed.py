@@ -48,6 +48,7 @@ TF_GMT = SHARED / "gene_sets" / "collectri_tf_targets_human.gmt"
 PRETEXTS = ("random_mask", "gene_programme_mask", "programme_to_tf", "byol", "barlow_twins")
 SCVI_DEFAULT_BATCH = 128
 MARKS_MINUTES = (1, 2, 5, 10)
+INFERENCE_BATCHES = (128, 1024)
 
 
 def _peak_rss_mb() -> float:
@@ -123,13 +124,17 @@ def measure(
         "train_cells_per_s": timer.cells / (timer.end - timer.start),
         "train_peak_rss_mb": _peak_rss_mb(),
     }
-    for inference_batch in (128, 1024):
-        start = time.perf_counter()
-        model.get_latent_representation(batch_size=inference_batch)
-        seconds = time.perf_counter() - start
-        result[f"infer_{inference_batch}_cells_per_s"] = adata.n_obs / seconds
+    for inference_batch in INFERENCE_BATCHES:
+        result[f"infer_{inference_batch}_cells_per_s"] = _embedding_rate(model, inference_batch)
     result["peak_rss_mb"] = _peak_rss_mb()
     return result
+
+
+def _embedding_rate(model, batch_size: int) -> float:
+    """Cells/s of ``get_latent_representation`` over all of the model's cells."""
+    start = time.perf_counter()
+    model.get_latent_representation(batch_size=batch_size)
+    return model.adata.n_obs / (time.perf_counter() - start)
 
 
 def _child(args, method: str, genes: str, batch_size: int | None) -> dict:
@@ -179,12 +184,10 @@ def inference(args) -> None:
         model.is_trained_ = True  # speed does not depend on the weights
     times: dict[tuple[str, int], list[float]] = {}
     for _ in range(args.repeats):
-        for batch_size in (128, 1024):
+        for batch_size in INFERENCE_BATCHES:
             for method, model in models.items():
-                start = time.perf_counter()
-                model.get_latent_representation(batch_size=batch_size)
-                seconds = time.perf_counter() - start
-                times.setdefault((method, batch_size), []).append(adata.n_obs / seconds)
+                rate = _embedding_rate(model, batch_size)
+                times.setdefault((method, batch_size), []).append(rate)
     rows = [
         {
             "method": method,

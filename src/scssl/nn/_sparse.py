@@ -17,9 +17,7 @@ def as_csr(x: torch.Tensor) -> torch.Tensor:
 
 def csr_row_ids(x: torch.Tensor) -> torch.Tensor:
     """Row index of every stored value of a CSR tensor."""
-    crow = x.crow_indices()
-    counts = crow[1:] - crow[:-1]
-    return torch.repeat_interleave(torch.arange(x.shape[0], device=x.device), counts)
+    return per_value(x, torch.arange(x.shape[0], device=x.device))
 
 
 def csr_row_sums(x: torch.Tensor, values: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,6 +15,7 @@ from ._sampler import BlockShuffleSampler, LabelledMixSampler
 from ._shards import ShardedAnnData, read_shards
 from ._soma import SOMADataModule, census_datamodule
 from ._splitter import SparseDataSplitter
+from ._union import MEASURED_GENES_KEY, concat_datasets
 from ._validation import (
     check_expression,
     check_expression_matrix,
@@ -34,6 +35,7 @@ from ._vocabulary import (
 
 __all__ = [
     "DEFAULT_MIN_OVERLAP",
+    "MEASURED_GENES_KEY",
     "TARGET_SUM",
     "AlignmentReport",
     "BlockShuffleSampler",
@@ -49,6 +51,7 @@ __all__ = [
     "check_expression_matrix",
     "check_obs_column",
     "check_unique_var_names",
+    "concat_datasets",
     "encode_gene_sets",
     "encode_tf_programmes",
     "expression_matrix",

@@ -19,6 +19,7 @@ from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, L
 from scssl.checkpoints import read_ssl_in_scg_classifier
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
+    MEASURED_GENES_KEY,
     align_to_vocabulary,
     check_expression,
     check_obs_column,
@@ -37,7 +38,7 @@ from ._finetuning import (
 )
 from ._published import provenance, published_classifier_setup
 from ._ssl_encoder import SSLEncoder
-from ._ssl_options import build_ssl_module, options_in_weights
+from ._ssl_options import build_ssl_module, options_in_weights, resolve_gene_mask
 from ._statistics import centering_table
 from .base import (
     MinibatchStep,
@@ -53,7 +54,7 @@ DEFAULT_UNLABELED = "Unknown"
 #: Batch adversary weight while fine-tuning on several batches (chosen on Kang, see docs).
 DEFAULT_FINETUNE_ADVERSARY = 0.3
 #: Keys of an SSLEncoder's module state a classifier does not take over.
-_DATA_BUFFERS = ("batch_means", "reference_mean", "gene_inclusion")
+_DATA_BUFFERS = ("batch_means", "reference_mean", "gene_inclusion", "measured_genes")
 #: The encoder options a classifier is not given take SSLEncoder's defaults.
 _ENCODER_DEFAULTS = {
     name: parameter.default
@@ -126,6 +127,9 @@ class SSLClassifier(SSLModelBase):
         super().__init__(adata)
         class_names, counts = labelled_class_counts(self.adata_manager, class_names)
         self.class_names_ = class_names
+        encoder_kwargs["mask_unmeasured_genes"] = resolve_gene_mask(
+            adata, encoder_kwargs.get("mask_unmeasured_genes")
+        )
         summary, encoder_kwargs["gene_sets"] = build_ssl_module(
             self,
             self._module_cls,
@@ -237,7 +241,8 @@ class SSLClassifier(SSLModelBase):
         unlabelled query cells (label ``unlabeled_category``); it needs the encoder's
         ``batch_key`` column when the encoder has one. It is aligned to the encoder's genes
         (missing genes zero-filled, extra ones dropped) in a new AnnData; ``adata`` and the
-        encoder are left unchanged.
+        encoder are left unchanged. Its ``varm["measured_genes"]``
+        (:func:`scssl.data.concat_datasets`) is kept when it has the encoder's genes.
 
         Parameters
         ----------
@@ -273,6 +278,8 @@ class SSLClassifier(SSLModelBase):
             adata, encoder.gene_vocabulary, layer=setup_args["layer"], min_overlap=min_overlap
         )
         logger.info("from_encoder: %s", report)
+        if MEASURED_GENES_KEY in adata.varm and aligned.var_names.equals(adata.var_names):
+            aligned.varm[MEASURED_GENES_KEY] = adata.varm[MEASURED_GENES_KEY]
         cls.setup_anndata(
             aligned,
             labels_key=labels_key,

@@ -32,7 +32,7 @@ from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 from scssl.train import TargetNetworkUpdate, ddp_trainer_kwargs, default_precision
 
 from ._published import load_whole_groups, provenance, read_published
-from ._ssl_options import build_ssl_module, options_in_weights
+from ._ssl_options import build_ssl_module, options_in_weights, resolve_gene_mask
 from ._statistics import centering_table
 from .base import (
     MinibatchStep,
@@ -111,6 +111,11 @@ class SSLEncoder(SSLModelBase):
         genes, an unbiased estimate of the loss over all genes at a fraction of the cost (the
         decoder's output layer dominates a step); ``None`` reconstructs all genes. Validation
         losses and reconstructions always cover all genes.
+    mask_unmeasured_genes
+        Leave the genes a batch did not measure out of the reconstruction loss (and out of
+        batch centering), for data that unite datasets with different genes
+        (:func:`scssl.data.concat_datasets`): ``adata.varm["measured_genes"]`` says which genes
+        each registered batch measured. ``None``: when ``adata.varm`` has that table.
     **pretext_kwargs
         Further options of the pretext, passed to :class:`scssl.module.SSLModule`:
         ``tf_rest_weight`` (1.0), ``views`` (augmentations of the two views, e.g.
@@ -148,9 +153,11 @@ class SSLEncoder(SSLModelBase):
         min_targets: int = 5,
         batch_centering: bool = True,
         gene_sample_size: int | None = DEFAULT_GENE_SAMPLE_SIZE,
+        mask_unmeasured_genes: bool | None = None,
         **pretext_kwargs,
     ):
         super().__init__(adata)
+        mask_unmeasured_genes = resolve_gene_mask(adata, mask_unmeasured_genes)
         summary, gene_sets = build_ssl_module(
             self,
             self._module_cls,
@@ -165,6 +172,7 @@ class SSLEncoder(SSLModelBase):
             min_targets=min_targets,
             batch_centering=batch_centering,
             gene_sample_size=gene_sample_size,
+            mask_unmeasured_genes=mask_unmeasured_genes,
             **pretext_kwargs,
         )
         self._model_summary_string = f"SSLEncoder: {summary}"

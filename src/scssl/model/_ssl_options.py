@@ -12,7 +12,12 @@ from pathlib import Path
 from scssl.data import GeneVocabulary, pretext_programmes
 from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
 
-from ._statistics import gene_root_mean_square, set_batch_means
+from ._statistics import (
+    gene_root_mean_square,
+    measured_genes_table,
+    set_batch_means,
+    set_measured_genes,
+)
 
 
 def options_in_weights(state_dict: dict, init_params: dict) -> dict:
@@ -21,6 +26,16 @@ def options_in_weights(state_dict: dict, init_params: dict) -> dict:
     if init_params.get("pretext") == "byol" and weight is not None:
         return {"projection_hidden": int(weight.shape[0])}
     return {}
+
+
+def resolve_gene_mask(adata, mask_unmeasured_genes: bool | None) -> bool:
+    """``mask_unmeasured_genes``; ``None``: whether ``adata.varm`` has a measured-genes table.
+
+    Models store the resolved value, so that a saved model rebuilds the same module.
+    """
+    if mask_unmeasured_genes is None:
+        return measured_genes_table(adata) is not None
+    return bool(mask_unmeasured_genes)
 
 
 def build_ssl_module(
@@ -38,6 +53,7 @@ def build_ssl_module(
     min_targets: int,
     batch_centering: bool,
     gene_sample_size: int | None,
+    mask_unmeasured_genes: bool = False,
     module_kwargs: dict | None = None,
     **pretext_kwargs,
 ) -> tuple[str, dict | None]:
@@ -74,12 +90,16 @@ def build_ssl_module(
         tf_index=None if programmes is None else programmes.anchors,
         batch_centering=batch_centering,
         gene_sample_size=gene_sample_size,
+        mask_unmeasured_genes=mask_unmeasured_genes,
         **(module_kwargs or {}),
         **pretext_kwargs,
     )
     model.gene_vocabulary_ = vocabulary.to_dict()
     model.programme_names_ = None if programmes is None else programmes.names
     details = f"mask_rate={mask_rate}, likelihood={likelihood}, " if masked else ""
+    if mask_unmeasured_genes:
+        set_measured_genes(model)
+        details += "unmeasured genes masked, "
     if model.module.has_decoder and model.module._samples_genes():
         model.module.set_gene_importance(gene_root_mean_square(model))
     if model.module.batch_centering:

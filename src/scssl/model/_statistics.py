@@ -5,10 +5,16 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 
-from scssl.data import check_obs_column, expression_matrix, iterate_minibatches
+from scssl.data import (
+    MEASURED_GENES_KEY,
+    check_obs_column,
+    expression_matrix,
+    iterate_minibatches,
+)
 from scssl.nn._sparse import to_dense
 
 #: New batches with fewer cells than this are centred on a noisy mean (warned about).
@@ -26,14 +32,67 @@ def batch_sums(module, matrix, codes: np.ndarray, n_batches: int) -> tuple[np.nd
 
 
 def set_batch_means(model) -> None:
-    """Store each training batch's mean and the mean of all cells in the module's buffers."""
+    """Store each training batch's mean and the mean of all cells in the module's buffers.
+
+    With ``mask_unmeasured_genes``, a gene's reference mean covers the cells of the batches
+    that measured it, and an unmeasured gene's batch mean is that reference mean (no shift: the
+    zero-filled gene stays zero, like a masked one).
+    """
     module = model.module
     codes = model.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
     matrix = expression_matrix(model.adata, model._layer)
     sums, n_cells = batch_sums(module, matrix, codes.astype(np.int64), module.n_batch)
+    measured = np.ones_like(sums, dtype=bool)
+    if module.mask_unmeasured_genes:
+        measured = module.measured_genes.cpu().numpy().astype(bool)
+    n_measuring = (measured * n_cells[:, None]).sum(0)
+    reference = sums.sum(0) / np.maximum(n_measuring, 1)
+    means = np.where(measured, sums / np.maximum(n_cells, 1)[:, None], reference)
     with torch.no_grad():
-        module.batch_means.copy_(torch.as_tensor(sums / np.maximum(n_cells, 1)[:, None]))
-        module.reference_mean.copy_(torch.as_tensor(sums.sum(0) / max(n_cells.sum(), 1)))
+        module.batch_means.copy_(torch.as_tensor(means))
+        module.reference_mean.copy_(torch.as_tensor(reference))
+
+
+def measured_genes_table(adata):
+    """``adata.varm["measured_genes"]`` (genes x batches) as a DataFrame, or ``None``."""
+    varm = getattr(adata, "varm", None)
+    if varm is None or MEASURED_GENES_KEY not in varm:
+        return None
+    table = varm[MEASURED_GENES_KEY]
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(
+            f"adata.varm[{MEASURED_GENES_KEY!r}] must be a boolean DataFrame with one column per "
+            f"batch (as scssl.data.concat_datasets writes), got {type(table).__name__}."
+        )
+    return table
+
+
+def set_measured_genes(model) -> None:
+    """Fill the module's ``measured_genes`` from ``adata.varm["measured_genes"]``, if present.
+
+    The table's columns name batches: each registered batch needs its column.
+    """
+    table = measured_genes_table(model.adata)
+    if table is None:
+        return
+    state = model.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+    batches = [str(b) for b in state.categorical_mapping]
+    columns = [str(c) for c in table.columns]
+    if len(batches) == 1 and len(columns) == 1:
+        batches = columns  # one batch: the batch key may be unset
+    missing = [b for b in batches if b not in columns]
+    if missing:
+        raise ValueError(
+            f"adata.varm[{MEASURED_GENES_KEY!r}] has no column for the batches {missing[:5]}; "
+            f"its columns ({columns[:5]}) must name the registered batches. Set the model up "
+            "with the batch_key whose categories they are (for scssl.data.concat_datasets: its "
+            "batch_key, or its dataset_key)."
+        )
+    values = table.set_axis(columns, axis=1)[batches].to_numpy()
+    if values.dtype != bool:
+        raise TypeError(f"adata.varm[{MEASURED_GENES_KEY!r}] must hold booleans.")
+    with torch.no_grad():
+        model.module.measured_genes.copy_(torch.as_tensor(values.T))
 
 
 def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:

@@ -186,6 +186,10 @@ class MaskedPretextMixin:
             loss_weight = mask.to(x_norm.dtype)
         if column_weight is not None:
             loss_weight = loss_weight * column_weight
+        if self.mask_unmeasured_genes:  # genes a cell's batch did not measure are not zeros
+            rows = 0 if batch_index is None else batch_index.view(-1).long()
+            measured = self.measured_genes[rows]
+            loss_weight = loss_weight * (measured if columns is None else measured[:, columns])
         out = {
             "x_norm": x_norm,
             "columns": columns,

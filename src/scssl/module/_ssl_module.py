@@ -120,6 +120,11 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         cell's batch from its embedding, and the encoder learns, with this weight, to leave the
         classifier guessing uniformly (:class:`scssl.nn.BatchAdversary`). It removes batch
         effects that differ between cell types, which centering cannot.
+    mask_unmeasured_genes
+        Keep the buffer ``measured_genes`` (batches x genes, 1 where the batch measured the
+        gene; set by the model from ``adata.varm["measured_genes"]``): masked pretexts leave a
+        batch's unmeasured genes out of the reconstruction loss, and batch centering leaves them
+        at zero, as a masked input.
 
     """
 
@@ -156,6 +161,7 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         lambda_offdiag: float = 0.0051,
         batch_centering: bool = False,
         batch_adversary_weight: float = 0.0,
+        mask_unmeasured_genes: bool = False,
     ):
         super().__init__(
             n_input, n_batch, n_latent, n_hidden, dropout_rate, activation, log_normalized
@@ -167,6 +173,10 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         self.gene_sample_size = gene_sample_size
         self.tf_rest_weight = tf_rest_weight
         self._init_batch_handling(batch_centering, batch_adversary_weight)
+        self.mask_unmeasured_genes = bool(mask_unmeasured_genes)
+        if self.mask_unmeasured_genes:
+            rows = max(self.n_batch_covariate, 1)
+            self.register_buffer("measured_genes", torch.ones(rows, self.n_input))
         if pretext in MASKED_PRETEXTS:
             self._init_decoder(
                 n_hidden, activation, dropout_rate, mask_rate, programme_members, tf_index

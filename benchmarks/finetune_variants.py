@@ -1,0 +1,97 @@
+"""Fine-tuning options against the defaults on pbmc_3tech, 3 seeds x 3 held-out chemistries.
+
+For each seed an SSLEncoder is pretrained as ``benchmarks/label_transfer.py`` does (all cells,
+no labels, defaults); then, per held-out chemistry, the linear probe and
+``SSLClassifier.from_encoder(...).train()`` with each variant's options are scored on the query
+by macro F1. The variants share the encoder, so their differences are the fine-tuning's alone.
+
+    python benchmarks/finetune_variants.py \\
+        '{"default": [{}, {}], "inverse": [{"class_balance": "inverse"}, {}]}' --seeds 0 1 2
+
+A variant is ``[from_encoder options, train options]``. Appends JSON lines to
+``benchmarks/results/finetune_variants.jsonl`` and prints the means per variant and fold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).parents[1]
+SHARED = ROOT / ".." / "shared" / "data"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", help="JSON {name: [from_encoder options, train options]}")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data-dir", default=str(SHARED))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/finetune_variants.jsonl"))
+    args = parser.parse_args(argv)
+    import scvi
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import label_transfer
+
+    from scssl.benchmark import macro_f1
+    from scssl.data import highly_variable_genes
+    from scssl.model import SSLClassifier, SSLEncoder
+    from scssl.model._finetuning import fit_logistic_regression
+
+    torch.set_num_threads(2)
+    scvi.settings.dl_num_workers = 0
+    warnings.filterwarnings("ignore")
+    variants = json.loads(args.variants)
+    adata, labels_key, batch_key, folds = label_transfer.load_task(
+        "pbmc3tech", Path(args.data_dir), None, 0
+    )
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    rows = []
+    with open(args.out, "a") as out:
+        for seed in args.seeds:
+            scvi.settings.seed = seed
+            data = adata[:, highly_variable_genes(adata, 2000, batch_key=batch_key)].copy()
+            SSLEncoder.setup_anndata(data, batch_key=batch_key)
+            encoder = SSLEncoder(data)
+            encoder.train(max_time="00:00:10:00", enable_progress_bar=False)
+            latent = encoder.get_latent_representation()
+            standardised = (latent - latent.mean(0)) / (latent.std(0) + 1e-6)
+            for fold, ref in folds:
+                probe = fit_logistic_regression(standardised[ref], labels[ref], seed=seed)
+                predicted = {"linear_probe": probe.predict(standardised[~ref])}
+                for name, (classifier_kwargs, train_kwargs) in variants.items():
+                    scvi.settings.seed = seed
+                    cells = data.copy()
+                    cells.obs["_labels"] = np.where(ref, labels, "Unknown")
+                    clf = SSLClassifier.from_encoder(encoder, cells, "_labels", **classifier_kwargs)
+                    t0 = time.perf_counter()
+                    clf.train(seed=seed, enable_progress_bar=False, **train_kwargs)
+                    predicted[name] = np.asarray(clf.predict(indices=np.flatnonzero(~ref)))
+                    seconds = time.perf_counter() - t0
+                    print(f"{name} {fold} seed {seed}: {seconds:.0f} s", flush=True)
+                for name, values in predicted.items():
+                    row = {"seed": seed, "fold": fold, "variant": name}
+                    row["macro_f1"] = macro_f1(labels[~ref], values)
+                    if name != "linear_probe":
+                        row["options"] = variants[name]
+                    rows.append(row)
+                    out.write(json.dumps(row) + "\n")
+    means = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        means[row["variant"]][row["fold"]].append(row["macro_f1"])
+    for name, per_fold in means.items():
+        overall = np.mean([v for values in per_fold.values() for v in values])
+        folds_text = ", ".join(f"{f} {np.mean(v):.3f}" for f, v in sorted(per_fold.items()))
+        print(f"{name}: {overall:.3f} ({folds_text})")
+
+
+if __name__ == "__main__":
+    main()

@@ -83,3 +83,19 @@ def test_a_table_that_does_not_name_the_batches_is_refused(union):
     scssl.model.SSLEncoder.setup_anndata(union, batch_key="other")
     with pytest.raises(ValueError, match="no column for the batches"):
         scssl.model.SSLEncoder(union, n_hidden=(32,), n_latent=8)
+
+
+def test_fine_tuning_on_one_dataset_keeps_the_encoder_s_batches(union, kang_demo):
+    encoder = _encoder(union)
+    encoder.train(max_epochs=2, enable_progress_bar=False)
+    mine = kang_demo[:200, :300].copy()  # dataset "a" alone, as a user holds it
+    mine.obs["batch"] = np.where(np.arange(200) < 100, "a:ctrl", "a:stim")
+    classifier = scssl.model.SSLClassifier.from_encoder(encoder, mine, "cell_type")
+    module = classifier.module
+    assert module.n_batch_covariate == encoder.module.n_batch_covariate == 3
+    assert module.adversary_batches.tolist() == [True, True, False]
+    torch.testing.assert_close(module.decoder[0].weight, encoder.module.decoder[0].weight)
+    torch.testing.assert_close(module.batch_means[2], encoder.module.batch_means[2])
+    assert list(mine.obs["batch"].unique()) == ["a:ctrl", "a:stim"]  # the user's data unchanged
+    classifier.train(max_epochs=2, enable_progress_bar=False)
+    assert len(classifier.predict()) == 200

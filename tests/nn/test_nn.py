@@ -5,7 +5,7 @@ import scipy.sparse as sp
 import torch
 
 from scssl.data import normalize_log1p, to_torch
-from scssl.nn import RandomMask, SparseInputLinear, mlp
+from scssl.nn import BatchAdversary, RandomMask, SparseInputLinear, mlp
 
 
 def _sparse_batch(seed=0, shape=(16, 40), density=0.2):
@@ -72,3 +72,14 @@ def test_random_mask_rate_scaling_and_sparse_dense_agreement():
     masked_dense, mask_dense = RandomMask(0.3)(dense_input)
     assert torch.equal(mask_sparse, mask_dense)
     torch.testing.assert_close(masked_sparse.to_dense(), masked_dense)
+
+
+def test_the_adversary_confuses_only_the_batches_present():
+    torch.manual_seed(0)
+    adversary = BatchAdversary(n_latent=4, n_batch=3)
+    z, batch = torch.randn(8, 4), torch.tensor([0, 1] * 4)
+    _, all_batches = adversary(z, batch)
+    _, present = adversary(z, batch, torch.tensor([True, True, False]))
+    log_p = torch.log_softmax(adversary.classifier(z), dim=-1)
+    torch.testing.assert_close(all_batches, -log_p.mean(-1))
+    torch.testing.assert_close(present, -log_p[:, :2].mean(-1))

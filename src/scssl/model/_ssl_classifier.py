@@ -36,6 +36,7 @@ from ._finetuning import (
     start_head,
     stratified_split,
 )
+from ._from_encoder import copy_absent_batch_means, with_encoder_batches
 from ._published import provenance, published_classifier_setup
 from ._ssl_encoder import SSLEncoder
 from ._ssl_options import build_ssl_module, options_in_weights, resolve_gene_mask
@@ -242,7 +243,9 @@ class SSLClassifier(SSLModelBase):
         ``batch_key`` column when the encoder has one. It is aligned to the encoder's genes
         (missing genes zero-filled, extra ones dropped) in a new AnnData; ``adata`` and the
         encoder are left unchanged. Its ``varm["measured_genes"]``
-        (:func:`scssl.data.concat_datasets`) is kept when it has the encoder's genes.
+        (:func:`scssl.data.concat_datasets`) is kept when it has the encoder's genes. Cells
+        of some of the encoder's batches (one dataset of those it was pretrained on) keep the
+        encoder's batch coding; the other batches keep the encoder's centering.
 
         Parameters
         ----------
@@ -280,6 +283,7 @@ class SSLClassifier(SSLModelBase):
         logger.info("from_encoder: %s", report)
         if MEASURED_GENES_KEY in adata.varm and aligned.var_names.equals(adata.var_names):
             aligned.varm[MEASURED_GENES_KEY] = adata.varm[MEASURED_GENES_KEY]
+        n_batches = with_encoder_batches(aligned, encoder)
         cls.setup_anndata(
             aligned,
             labels_key=labels_key,
@@ -289,13 +293,13 @@ class SSLClassifier(SSLModelBase):
             log_normalized=setup_args["log_normalized"],
         )
         options = {**encoder.init_params, **classifier_kwargs}
-        n_batches = cls._get_most_recent_anndata_manager(aligned).summary_stats.n_batch
         options["batch_adversary_weight"] = batch_adversary_weight if n_batches > 1 else 0.0
         model = cls(aligned, **options)
         own = encoder.module.state_dict()
         state = {k: v for k, v in own.items() if not k.startswith(_DATA_BUFFERS)}
         state = {k: v for k, v in state.items() if k in model.module.state_dict()}
         load_module_state(model.module, state, strict=False, source="the encoder")
+        copy_absent_batch_means(model, encoder)
         model.gene_vocabulary_ = dict(encoder.gene_vocabulary_)
         model.pretrained_from_ = getattr(encoder, "pretrained_from_", None)
         return model

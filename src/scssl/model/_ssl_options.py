@@ -15,6 +15,7 @@ from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
 from ._statistics import (
     gene_root_mean_square,
     measured_genes_table,
+    set_adversary_batches,
     set_batch_means,
     set_measured_genes,
 )
@@ -102,6 +103,8 @@ def build_ssl_module(
         details += "unmeasured genes masked, "
     if model.module.has_decoder and model.module._samples_genes():
         model.module.set_gene_importance(gene_root_mean_square(model))
+    if model.module.batch_adversary_weight:
+        set_adversary_batches(model)
     if model.module.batch_centering:
         set_batch_means(model)
         details += "batch centering, "

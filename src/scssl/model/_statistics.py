@@ -53,6 +53,14 @@ def set_batch_means(model) -> None:
         module.reference_mean.copy_(torch.as_tensor(reference))
 
 
+def set_adversary_batches(model) -> None:
+    """Mark the batches that have cells in the model's data: the adversary confuses those."""
+    codes = model.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
+    counts = np.bincount(codes.astype(np.int64), minlength=model.module.n_batch_covariate)
+    with torch.no_grad():
+        model.module.adversary_batches.copy_(torch.as_tensor(counts > 0))
+
+
 def measured_genes_table(adata):
     """``adata.varm["measured_genes"]`` (genes x batches) as a DataFrame, or ``None``."""
     varm = getattr(adata, "varm", None)

@@ -217,6 +217,9 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         )
         if self.batch_adversary_weight:
             self.batch_adversary = BatchAdversary(self.n_latent, self.n_batch_covariate)
+            # batches with training cells (set by the model from its data; not saved)
+            present = torch.ones(self.n_batch_covariate, dtype=torch.bool)
+            self.register_buffer("adversary_batches", present, persistent=False)
 
     @property
     def has_decoder(self) -> bool:
@@ -317,7 +320,7 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
 
     def adversary_losses(self, z: torch.Tensor, batch_index: torch.Tensor):
         """Mean classifier and confusion losses of the batch adversary on embeddings ``z``."""
-        classifier, confusion = self.batch_adversary(z, batch_index)
+        classifier, confusion = self.batch_adversary(z, batch_index, self.adversary_batches)
         return classifier.mean(), confusion.mean()
 
     def loss(self, tensors, inference_outputs, generative_outputs) -> LossOutput:

@@ -15,7 +15,8 @@ class BatchAdversary(nn.Module):
     - ``classifier``: cross-entropy of the classifier on the detached embedding, which trains
       the classifier only;
     - ``confusion``: cross-entropy between the classifier's prediction, with its weights held
-      fixed, and the uniform distribution over batches, which trains the encoder only. It is
+      fixed, and the uniform distribution over batches (those of ``present``, a boolean mask,
+      when given), which trains the encoder only. It is
       smallest (``log n_batch``) when the embedding no longer tells batches apart.
 
     Unlike a gradient-reversal layer, which lets the encoder push the classifier's error
@@ -34,7 +35,7 @@ class BatchAdversary(nn.Module):
         )
 
     def forward(
-        self, z: torch.Tensor, batch_index: torch.Tensor
+        self, z: torch.Tensor, batch_index: torch.Tensor, present: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         target = batch_index.view(-1).long()
         classifier = nn.functional.cross_entropy(
@@ -42,5 +43,8 @@ class BatchAdversary(nn.Module):
         )
         fixed = {name: p.detach() for name, p in self.classifier.named_parameters()}
         logits = functional_call(self.classifier, fixed, (z,))
-        confusion = -torch.log_softmax(logits, dim=-1).mean(dim=-1)
+        log_p = torch.log_softmax(logits, dim=-1)
+        if present is not None:  # batches without training cells are no target to confuse
+            log_p = log_p[:, present]
+        confusion = -log_p.mean(dim=-1)
         return classifier, confusion

@@ -67,9 +67,12 @@ def test_counts_come_from_the_layer_and_duplicated_genes_keep_the_first(two_pane
     assert union.X.sum() == first.layers["counts"].sum() + kept
 
 
-def test_clear_errors():
+def test_clear_errors(two_panels):
     with pytest.raises(ValueError, match="datasets is empty"):
         concat_datasets({})
+    first, second = two_panels
+    with pytest.raises(ValueError, match=r"'a:ctrl' .* also a batch"):
+        concat_datasets({"a": first, "a:ctrl": second}, batch_key="batch")
 
 
 def test_an_existing_dataset_column_is_not_overwritten(two_panels):

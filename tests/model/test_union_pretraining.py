@@ -1,6 +1,7 @@
 """Pretraining on datasets with different genes: unmeasured genes leave the loss."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import scvi
 import torch
@@ -78,6 +79,12 @@ def test_data_without_a_table_train_as_before(small_kang):
     assert not hasattr(model.module, "measured_genes")
 
 
+def test_a_table_needs_the_batch_key_that_names_its_columns(union):
+    scssl.model.SSLEncoder.setup_anndata(union)
+    with pytest.raises(ValueError, match="set up without a batch_key"):
+        scssl.model.SSLEncoder(union, n_hidden=(32,), n_latent=8)
+
+
 def test_a_table_that_does_not_name_the_batches_is_refused(union):
     union.obs["other"] = np.where(np.arange(union.n_obs) % 2, "x", "y")
     scssl.model.SSLEncoder.setup_anndata(union, batch_key="other")
@@ -88,14 +95,29 @@ def test_a_table_that_does_not_name_the_batches_is_refused(union):
 def test_fine_tuning_on_one_dataset_keeps_the_encoder_s_batches(union, kang_demo):
     encoder = _encoder(union)
     encoder.train(max_epochs=2, enable_progress_bar=False)
-    mine = kang_demo[:200, :300].copy()  # dataset "a" alone, as a user holds it
+    mine = kang_demo[:200, :250].copy()  # dataset "a" alone, as a user holds it, fewer genes
     mine.obs["batch"] = np.where(np.arange(200) < 100, "a:ctrl", "a:stim")
+    before = mine.obs.copy()
     classifier = scssl.model.SSLClassifier.from_encoder(encoder, mine, "cell_type")
     module = classifier.module
     assert module.n_batch_covariate == encoder.module.n_batch_covariate == 3
     assert module.adversary_batches.tolist() == [True, True, False]
     torch.testing.assert_close(module.decoder[0].weight, encoder.module.decoder[0].weight)
-    torch.testing.assert_close(module.batch_means[2], encoder.module.batch_means[2])
-    assert list(mine.obs["batch"].unique()) == ["a:ctrl", "a:stim"]  # the user's data unchanged
+    # batch b has no cells here: its cells would be centred as the encoder centred them
+    torch.testing.assert_close(module.batch_deltas()[2], encoder.module.batch_deltas()[2])
+    # genes of the encoder missing from these cells leave the loss; b keeps the encoder's row
+    found = np.isin(union.var_names, mine.var_names)
+    np.testing.assert_array_equal(module.measured_genes[0].numpy(), found)
+    torch.testing.assert_close(module.measured_genes[2], encoder.module.measured_genes[2])
+    pd.testing.assert_frame_equal(mine.obs, before)  # the user's data unchanged
     classifier.train(max_epochs=2, enable_progress_bar=False)
     assert len(classifier.predict()) == 200
+
+
+def test_cells_of_batches_the_encoder_does_not_know_get_a_clear_error(union, kang_demo):
+    encoder = _encoder(union)
+    encoder.train(max_epochs=1, enable_progress_bar=False)
+    mine = kang_demo[:200, :300].copy()
+    mine.obs["batch"] = np.where(np.arange(200) < 100, "ctrl", "stim")
+    with pytest.raises(ValueError, match="'<dataset>:<batch>'"):
+        scssl.model.SSLClassifier.from_encoder(encoder, mine, "cell_type")

@@ -74,6 +74,11 @@ def concat_datasets(
         cell_batches = _cell_batches(name, data, batch_key, dataset_key)
         genes.update(dict.fromkeys(data.var_names.astype(str)))
         for batch in dict.fromkeys(cell_batches):
+            if batch in measured:
+                raise ValueError(
+                    f"Batch {batch!r} of datasets[{name!r}] is also a batch of an earlier "
+                    "dataset; rename a dataset so that '<dataset>:<batch>' labels stay apart."
+                )
             measured[batch] = data.var_names.astype(str)
         pieces.append((name, data, cell_batches))
     union = pd.Index(list(genes))

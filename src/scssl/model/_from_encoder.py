@@ -7,6 +7,8 @@ import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 
+from scssl.data import MEASURED_GENES_KEY
+
 
 def checked_encoder(encoder) -> dict:
     """The architecture of a trained SSLEncoder (for the downstream model's constructor)."""
@@ -35,24 +37,70 @@ def with_encoder_batches(aligned, encoder) -> int:
     if batch_key is None or batch_key not in aligned.obs:
         return 1
     values = aligned.obs[batch_key].astype(str)
-    state = encoder.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
-    known = [str(c) for c in state.categorical_mapping]
+    known = _encoder_batches(encoder)
     if set(values) <= set(known):
         aligned.obs[batch_key] = pd.Categorical(values, categories=known)
+    elif encoder.module.n_batch_covariate and values.nunique() != len(known):
+        raise ValueError(
+            f"The encoder was pretrained on the batches {known[:8]} (obs[{batch_key!r}]); these "
+            f"cells also hold others ({sorted(set(values) - set(known))[:5]}), and its decoder "
+            "takes exactly its own batches. Name each cell's batch as one of the encoder's (for "
+            "data united by scssl.data.concat_datasets: '<dataset>:<batch>', or the dataset "
+            "name), or fine-tune on the encoder's own data with these cells added."
+        )
     return values.nunique()
 
 
+def _encoder_batches(encoder) -> list[str]:
+    state = encoder.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+    return [str(c) for c in state.categorical_mapping]
+
+
+def with_measured_genes(aligned, adata, encoder) -> None:
+    """Give ``aligned`` the genes each batch measured, when the encoder masks unmeasured genes.
+
+    A batch's column comes from ``adata.varm["measured_genes"]`` when it has one (gene by gene,
+    through the alignment), otherwise it is the encoder's genes found in ``adata``; batches of
+    the encoder without cells here keep the encoder's rows.
+    """
+    if not getattr(encoder.module, "mask_unmeasured_genes", False):
+        return
+    index, _ = encoder.gene_vocabulary.source_index(adata)
+    found = index >= 0
+    table = adata.varm[MEASURED_GENES_KEY] if MEASURED_GENES_KEY in adata.varm else None
+    batch_key = encoder.registry_["setup_args"].get("batch_key")
+    present = ["0"]
+    if batch_key is not None:
+        present = sorted(set(aligned.obs[batch_key].astype(str)))
+    known = _encoder_batches(encoder)
+    columns = {}
+    for batch in dict.fromkeys([*present, *(known if batch_key is not None else [])]):
+        if table is not None and batch in table.columns.astype(str):
+            measured = table.set_axis(table.columns.astype(str), axis=1)[batch].to_numpy(bool)
+            columns[batch] = found & measured[np.maximum(index, 0)]
+        elif batch in present:
+            columns[batch] = found
+        else:
+            row = encoder.module.measured_genes[known.index(batch)]
+            columns[batch] = row.cpu().numpy().astype(bool)
+    if batch_key is None:
+        columns = {"0": columns["0"]}
+    aligned.varm[MEASURED_GENES_KEY] = pd.DataFrame(columns, index=aligned.var_names)
+
+
 def copy_absent_batch_means(model, encoder) -> None:
-    """Batches without cells in ``model``'s data take their mean expression from the encoder.
+    """Batches without cells in ``model``'s data keep the encoder's centering shift.
 
     Their cells, when embedded later, are then centred as the encoder centred them.
     """
     if not (model.module.batch_centering and encoder.module.batch_centering):
         return
-    own, theirs = model.module.batch_means, encoder.module.batch_means
-    if own.shape != theirs.shape:
+    own, theirs = model.module, encoder.module
+    if own.batch_means.shape != theirs.batch_means.shape:
         return
     codes = model.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY).ravel()
-    absent = np.bincount(codes.astype(np.int64), minlength=own.shape[0]) == 0
+    absent = np.bincount(codes.astype(np.int64), minlength=own.batch_means.shape[0]) == 0
+    absent = torch.as_tensor(absent)
+    shift = (theirs.batch_means - theirs.reference_mean)[absent].to(own.batch_means)
     with torch.no_grad():
-        own[torch.as_tensor(absent)] = theirs[torch.as_tensor(absent)].to(own)
+        own.batch_means[absent] = shift + own.reference_mean

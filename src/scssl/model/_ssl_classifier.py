@@ -19,7 +19,6 @@ from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, L
 from scssl.checkpoints import read_ssl_in_scg_classifier
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
-    MEASURED_GENES_KEY,
     align_to_vocabulary,
     check_expression,
     check_obs_column,
@@ -36,7 +35,7 @@ from ._finetuning import (
     start_head,
     stratified_split,
 )
-from ._from_encoder import copy_absent_batch_means, with_encoder_batches
+from ._from_encoder import copy_absent_batch_means, with_encoder_batches, with_measured_genes
 from ._published import provenance, published_classifier_setup
 from ._ssl_encoder import SSLEncoder
 from ._ssl_options import build_ssl_module, options_in_weights, resolve_gene_mask
@@ -242,10 +241,11 @@ class SSLClassifier(SSLModelBase):
         unlabelled query cells (label ``unlabeled_category``); it needs the encoder's
         ``batch_key`` column when the encoder has one. It is aligned to the encoder's genes
         (missing genes zero-filled, extra ones dropped) in a new AnnData; ``adata`` and the
-        encoder are left unchanged. Its ``varm["measured_genes"]``
-        (:func:`scssl.data.concat_datasets`) is kept when it has the encoder's genes. Cells
-        of some of the encoder's batches (one dataset of those it was pretrained on) keep the
-        encoder's batch coding; the other batches keep the encoder's centering.
+        encoder are left unchanged. An encoder that masks unmeasured genes
+        (:func:`scssl.data.concat_datasets`) keeps doing so: genes missing from ``adata`` (or
+        unmeasured in its ``varm["measured_genes"]``) leave the loss. Cells of some of the
+        encoder's batches (one of the datasets it was pretrained on) keep the encoder's batch
+        coding, and its other batches the encoder's centering.
 
         Parameters
         ----------
@@ -281,9 +281,8 @@ class SSLClassifier(SSLModelBase):
             adata, encoder.gene_vocabulary, layer=setup_args["layer"], min_overlap=min_overlap
         )
         logger.info("from_encoder: %s", report)
-        if MEASURED_GENES_KEY in adata.varm and aligned.var_names.equals(adata.var_names):
-            aligned.varm[MEASURED_GENES_KEY] = adata.varm[MEASURED_GENES_KEY]
         n_batches = with_encoder_batches(aligned, encoder)
+        with_measured_genes(aligned, adata, encoder)
         cls.setup_anndata(
             aligned,
             labels_key=labels_key,

@@ -89,6 +89,13 @@ def set_measured_genes(model) -> None:
     if len(batches) == 1 and len(columns) == 1:
         batches = columns  # one batch: the batch key may be unset
     missing = [b for b in batches if b not in columns]
+    if missing and model.registry_["setup_args"].get("batch_key") is None:
+        raise ValueError(
+            f"adata.varm[{MEASURED_GENES_KEY!r}] names {len(columns)} batches ({columns[:5]}), but "
+            "the model was set up without a batch_key. Set it up with the batch column whose "
+            "categories they are (for scssl.data.concat_datasets: its batch_key, or its "
+            "dataset_key)."
+        )
     if missing:
         raise ValueError(
             f"adata.varm[{MEASURED_GENES_KEY!r}] has no column for the batches {missing[:5]}; "

@@ -189,7 +189,7 @@ class MaskedPretextMixin:
         if self.mask_unmeasured_genes:  # genes a cell's batch did not measure are not zeros
             rows = 0 if batch_index is None else batch_index.view(-1).long()
             measured = self.measured_genes[rows]
-            loss_weight = loss_weight * (measured if columns is None else measured[:, columns])
+            loss_weight = loss_weight * (measured if columns is None else measured[..., columns])
         out = {
             "x_norm": x_norm,
             "columns": columns,

@@ -9,6 +9,8 @@ from scvi import REGISTRY_KEYS
 
 from scssl.data import MEASURED_GENES_KEY
 
+from .base import registered_batches
+
 
 def checked_encoder(encoder) -> dict:
     """The architecture of a trained SSLEncoder (for the downstream model's constructor)."""
@@ -37,7 +39,7 @@ def with_encoder_batches(aligned, encoder) -> int:
     if batch_key is None or batch_key not in aligned.obs:
         return 1
     values = aligned.obs[batch_key].astype(str)
-    known = _encoder_batches(encoder)
+    known = registered_batches(encoder.registry_)
     if set(values) <= set(known):
         aligned.obs[batch_key] = pd.Categorical(values, categories=known)
     elif encoder.module.n_batch_covariate and values.nunique() != len(known):
@@ -51,11 +53,6 @@ def with_encoder_batches(aligned, encoder) -> int:
     return values.nunique()
 
 
-def _encoder_batches(encoder) -> list[str]:
-    state = encoder.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
-    return [str(c) for c in state.categorical_mapping]
-
-
 def with_measured_genes(aligned, adata, encoder) -> None:
     """Give ``aligned`` the genes each batch measured, when the encoder masks unmeasured genes.
 
@@ -65,16 +62,16 @@ def with_measured_genes(aligned, adata, encoder) -> None:
     """
     if not getattr(encoder.module, "mask_unmeasured_genes", False):
         return
+    batch_key = encoder.registry_["setup_args"].get("batch_key")
+    known = registered_batches(encoder.registry_)  # None without a batch_key
+    if known is not None and batch_key not in aligned.obs:
+        return  # setup_anndata names the missing column
+    present = ["0"] if known is None else sorted(set(aligned.obs[batch_key].astype(str)))
     index, _ = encoder.gene_vocabulary.source_index(adata)
     found = index >= 0
     table = adata.varm[MEASURED_GENES_KEY] if MEASURED_GENES_KEY in adata.varm else None
-    batch_key = encoder.registry_["setup_args"].get("batch_key")
-    present = ["0"]
-    if batch_key is not None:
-        present = sorted(set(aligned.obs[batch_key].astype(str)))
-    known = _encoder_batches(encoder)
     columns = {}
-    for batch in dict.fromkeys([*present, *(known if batch_key is not None else [])]):
+    for batch in dict.fromkeys([*present, *(known or [])]):
         if table is not None and batch in table.columns.astype(str):
             measured = table.set_axis(table.columns.astype(str), axis=1)[batch].to_numpy(bool)
             columns[batch] = found & measured[np.maximum(index, 0)]
@@ -83,8 +80,6 @@ def with_measured_genes(aligned, adata, encoder) -> None:
         else:
             row = encoder.module.measured_genes[known.index(batch)]
             columns[batch] = row.cpu().numpy().astype(bool)
-    if batch_key is None:
-        columns = {"0": columns["0"]}
     aligned.varm[MEASURED_GENES_KEY] = pd.DataFrame(columns, index=aligned.var_names)
 
 

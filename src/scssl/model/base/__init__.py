@@ -1,6 +1,6 @@
 """What the scssl models share: gene vocabulary, one inference path, files, training set-up."""
 
-from ._files import ModelFilesMixin, load_module_state
+from ._files import ModelFilesMixin, load_module_state, registered_batches
 from ._inference import InferenceMixin, MinibatchStep
 from ._model import SSLModelBase
 from ._training import (
@@ -26,5 +26,6 @@ __all__ = [
     "fit_options",
     "fitting",
     "load_module_state",
+    "registered_batches",
     "validation_cells",
 ]

@@ -100,7 +100,8 @@ def _flat_init_params(init_params: dict) -> dict:
     return {**init_params.get("non_kwargs", {}), **var_kwargs}
 
 
-def _registered_batches(registry: dict | None) -> list[str] | None:
+def registered_batches(registry: dict | None) -> list[str] | None:
+    """The batches a model was set up with, in code order; ``None`` without a ``batch_key``."""
     if registry is None or registry["setup_args"].get("batch_key") is None:
         return None
     state = registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["state_registry"]
@@ -251,7 +252,7 @@ class ModelFilesMixin:
         """
         if isinstance(gene_vocabulary, dict):
             gene_vocabulary = GeneVocabulary.from_dict(gene_vocabulary)
-        batches = _registered_batches(registry) if batch_categories is None else batch_categories
+        batches = registered_batches(registry) if batch_categories is None else batch_categories
         data = cls._setup_data(
             adata, gene_vocabulary, setup_args, batches, min_overlap, attributes or {}
         )

@@ -12,11 +12,13 @@ Methods
 scssl with its defaults: an SSLEncoder pretrained without labels on all cells of the task
 (reference and query, the 2,000 most variable genes, batch centering on the batch) for
 ``--pretrain-time`` (10 minutes); then ``ssl_knn`` (5-nearest-neighbour vote from the reference
-on its embedding), ``ssl_linear_probe`` (logistic regression on the frozen, standardised
+on its embedding, Euclidean; ``ssl_knn_cosine`` with the cosine distance),
+``ssl_linear_probe`` (logistic regression on the frozen, standardised
 embedding, C chosen on a stratified 20% of the reference) and ``ssl_finetuned``
 (``SSLClassifier.from_encoder(encoder, reference + unlabelled query).train()``: semi-supervised
 fine-tuning, temperature-calibrated). Baselines users would pick instead: ``pca_knn`` (PCA-50 of
-2,000 HVGs, all cells), ``scvi_knn`` (scVI with the batch and its default epochs), ``scanvi``
+2,000 HVGs, all cells), ``scvi_knn`` (scVI with the batch and its default epochs; both kNN also
+with the cosine distance, ``*_cosine``), ``scanvi``
 (from that scVI model with its defaults, query cells unlabelled), ``logreg`` (logistic
 regression on the reference's 2,000 HVGs, C chosen on a stratified 20% of the reference).
 Metrics: macro F1 over the query's cell types, accuracy, per-class F1, expected calibration
@@ -50,12 +52,15 @@ NAMES = {
     "ssl_finetuned": "scssl fine-tuned classifier",
     "ssl_linear_probe": "scssl linear probe (frozen embedding)",
     "ssl_knn": "scssl SSLEncoder + kNN",
+    "ssl_knn_cosine": "scssl SSLEncoder + kNN, cosine",
     "pca_knn": "PCA-50 (2,000 HVGs) + kNN",
+    "pca_knn_cosine": "PCA-50 (2,000 HVGs) + kNN, cosine",
     "scvi_knn": "scVI + kNN",
+    "scvi_knn_cosine": "scVI + kNN, cosine",
     "scanvi": "scANVI",
     "logreg": "logistic regression (2,000 HVGs, C tuned)",
 }
-SSL_ROWS = ("ssl_finetuned", "ssl_linear_probe", "ssl_knn")
+SSL_ROWS = ("ssl_finetuned", "ssl_linear_probe", "ssl_knn", "ssl_knn_cosine")
 
 
 def _peak_rss_mb() -> float:
@@ -132,15 +137,21 @@ def run_group(group: str, task: str, args) -> list[dict]:
 
 
 def _knn_rows(name, embedding, labels, folds, task, seconds, **extra) -> list[dict]:
-    """kNN label transfer (``scssl.benchmark.knn_transfer``) from each fold's reference."""
+    """kNN label transfer (``scssl.benchmark.knn_transfer``) from each fold's reference, with
+    the Euclidean distance (``name``) and the cosine distance (``name + "_cosine"``)."""
     from scssl.benchmark import knn_transfer
 
     rows = []
-    for fold, ref in folds:
-        t0 = time.perf_counter()
-        predicted, confidence = knn_transfer(embedding[ref], labels[ref], embedding[~ref])
-        elapsed = seconds + time.perf_counter() - t0
-        rows.append(_row(name, task, fold, labels[~ref], predicted, confidence, elapsed, **extra))
+    for metric, suffix in (("euclidean", ""), ("cosine", "_cosine")):
+        for fold, ref in folds:
+            t0 = time.perf_counter()
+            predicted, confidence = knn_transfer(
+                embedding[ref], labels[ref], embedding[~ref], metric=metric
+            )
+            elapsed = seconds + time.perf_counter() - t0
+            y_true = labels[~ref]
+            row = _row(name + suffix, task, fold, y_true, predicted, confidence, elapsed, **extra)
+            rows.append(row)
     return rows
 
 

@@ -51,7 +51,14 @@ def toy_task():
 def test_the_shipped_tasks_are_discovered():
     assert tasks.TASK_MODULES == ["integration", "label_transfer", "protein", "reconstruction"]
     assert set(tasks.TASK_MODULES) <= set(TASKS)
-    assert TASK_METHODS["label_transfer"] == ("scssl", "pca", "scvi", "scanvi", "logreg")
+    assert TASK_METHODS["label_transfer"] == (
+        "scssl",
+        "pca",
+        "pca_cosine",
+        "scvi",
+        "scanvi",
+        "logreg",
+    )
     assert [o.name for o in TASK_OPTIONS["protein"]] == ["held_out", "rna_mod", "protein_mod"]
 
 

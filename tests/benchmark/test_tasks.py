@@ -60,10 +60,13 @@ def test_label_transfer_leave_one_batch_out(kang_400):
         "label_transfer",
         batch_key="stim",
         labels_key="cell_type",
-        methods=["pca", "logreg"],
+        methods=["pca", "pca_cosine", "logreg"],
         verbose=False,
     )
     folds = result.details["per_split"]["pca"]
+    # the cosine row votes in the same PCA with the other distance
+    assert result.row("pca_cosine")["macro_f1"] != result.row("pca")["macro_f1"]
+    assert result.row("pca_cosine")["seconds"] >= result.row("pca")["seconds"] - 0.5
     assert [f["split"] for f in folds] == ["held out stim=CTRL", "held out stim=STIM"]
     assert result.row("pca")["macro_f1"] == pytest.approx(np.mean([f["macro_f1"] for f in folds]))
 

@@ -5,7 +5,7 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from scssl.benchmark import knn_transfer
-from scssl.tl._knn import knn_vote
+from scssl.tl._knn import knn_vote, nearest_neighbors
 
 
 @pytest.mark.parametrize("k", [1, 4, 5, 15])
@@ -36,3 +36,33 @@ def test_vote_details_and_errors():
         knn_vote(reference, ["x", "x", "y"], reference, weights="gaussian")
     with pytest.raises(ValueError, match="2 labels for 3 reference cells"):
         knn_vote(reference, ["x", "y"], reference)
+
+
+def test_cosine_metric_ignores_length_and_returns_cosine_distances():
+    """Cells on the same ray vote together whatever their length (depth-like scale)."""
+    reference = np.array([[1.0, 0.0], [10.0, 0.5], [0.0, 1.0], [0.3, 9.0]])
+    labels = ["x", "x", "y", "y"]
+    query = np.array([[0.2, 0.01], [50.0, 60.0 * 9]])
+    euclidean = knn_vote(reference, labels, query, k=1)
+    cosine = knn_vote(reference, labels, query, k=1, metric="cosine", weights="distance")
+    assert list(euclidean.predicted) == ["x", "y"]
+    assert list(cosine.predicted) == ["x", "y"]
+    # a short x along the first axis, a long y on the diagonal: the metrics disagree
+    two = np.array([[1.0, 0.0], [5.0, 5.0]])
+    between = np.array([[0.8, 0.5]])
+    assert list(knn_vote(two, ["x", "y"], between, k=1).predicted) == ["x"]
+    assert list(knn_vote(two, ["x", "y"], between, k=1, metric="cosine").predicted) == ["y"]
+    neighbors, distances, _ = nearest_neighbors(reference, query, 2, metric="cosine")
+    unit = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    q = query / np.linalg.norm(query, axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        distances, 1 - np.take_along_axis(q @ unit.T, neighbors, 1), atol=1e-9
+    )
+    approx, approx_distances, search = nearest_neighbors(
+        reference, query, 2, exact_max_cells=1, metric="cosine"
+    )
+    assert search == "pynndescent"
+    np.testing.assert_array_equal(approx, neighbors)
+    np.testing.assert_allclose(approx_distances, distances, atol=1e-6)
+    with pytest.raises(ValueError, match="metric"):
+        knn_vote(reference, labels, query, metric="manhattan")

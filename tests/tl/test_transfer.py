@@ -188,6 +188,10 @@ def test_transfer_labels_errors(trained_model, ref_query):
         scssl.tl.transfer_labels(
             query, reference, labels_key="cell_type", model=trained_model, weights="x"
         )
+    with pytest.raises(ValueError, match="metric"):
+        scssl.tl.transfer_labels(
+            query, reference, labels_key="cell_type", model=trained_model, metric="l1"
+        )
     with pytest.raises(ValueError, match="min_confidence"):
         scssl.tl.transfer_labels(
             query, reference, labels_key="cell_type", model=trained_model, min_confidence=2
@@ -207,6 +211,15 @@ def test_each_key_keeps_its_uns_and_options_are_keyword_only():
     scssl.tl.transfer_labels(
         query, reference, labels_key="label", use_rep="X", key_added="w", weights="distance"
     )
+    scssl.tl.transfer_labels(
+        query, reference, labels_key="label", use_rep="X", key_added="c", metric="cosine"
+    )
+    expected, _ = scssl.benchmark.knn_transfer(
+        reference.obsm["X"], reference.obs["label"], query.obsm["X"], metric="cosine"
+    )
+    np.testing.assert_array_equal(query.obs["c_pred"].astype(str), expected)
+    assert query.uns["c_pred"]["params"]["metric"] == "cosine"
+    assert query.uns["label_pred"]["params"]["metric"] == "euclidean"
     assert query.uns["label_pred"]["params"]["weights"] == "uniform"
     assert query.uns["label_pred"]["params"]["k"] == 3
     assert query.uns["w_pred"]["params"]["weights"] == "distance"

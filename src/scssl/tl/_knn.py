@@ -12,6 +12,8 @@ import numpy as np
 
 Weights = Literal["uniform", "distance"]
 WEIGHTS: tuple[str, ...] = get_args(Weights)
+Metric = Literal["euclidean", "cosine"]
+METRICS: tuple[str, ...] = get_args(Metric)
 #: References with more cells are searched with an approximate (pynndescent) index.
 EXACT_SEARCH_MAX_CELLS = 50_000
 
@@ -51,12 +53,22 @@ def nearest_neighbors(
     k: int,
     exact_max_cells: int | None = EXACT_SEARCH_MAX_CELLS,
     random_state: int = 0,
+    metric: Metric = "euclidean",
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Indices and Euclidean distances of the ``k`` nearest reference cells of each query cell.
+    """Indices and distances of the ``k`` nearest reference cells of each query cell.
 
     Exact search (scikit-learn) for references up to ``exact_max_cells`` cells (``None``: always),
     approximate search with a pynndescent index above (a reference of millions of cells fits).
+    ``metric="cosine"`` searches the unit-length rows (the same order as cosine similarity) and
+    returns cosine distances, ``1 - cos``.
     """
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r}; choose one of {list(METRICS)}.")
+    if metric == "cosine":
+        neighbors, distances, search = nearest_neighbors(
+            _unit_rows(reference), _unit_rows(query), k, exact_max_cells, random_state
+        )
+        return neighbors, distances**2 / 2, search
     if exact_max_cells is None or len(reference) <= exact_max_cells:
         from sklearn.neighbors import NearestNeighbors
 
@@ -72,6 +84,12 @@ def nearest_neighbors(
     return neighbors, distances, "pynndescent"
 
 
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def knn_vote(
     reference: np.ndarray,
     labels,
@@ -79,17 +97,21 @@ def knn_vote(
     *,
     k: int = 5,
     weights: Weights = "uniform",
+    metric: Metric = "euclidean",
     exact_max_cells: int | None = EXACT_SEARCH_MAX_CELLS,
     random_state: int = 0,
 ) -> KnnVote:
-    """Label each query cell by the vote of its ``k`` nearest reference cells (Euclidean).
+    """Label each query cell by the vote of its ``k`` nearest reference cells.
 
     ``weights="uniform"``: one vote per neighbour (majority vote); ``"distance"``: votes weighted
-    by ``1 / distance``. Ties go to the label that sorts first. ``k`` is at most the number of
-    reference cells.
+    by ``1 / distance``. ``metric``: ``"euclidean"`` or ``"cosine"`` (the angle between cells,
+    blind to each embedding's length). Ties go to the label that sorts first. ``k`` is at most
+    the number of reference cells.
     """
     if weights not in WEIGHTS:
         raise ValueError(f"weights={weights!r}; choose one of {list(WEIGHTS)}.")
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r}; choose one of {list(METRICS)}.")
     labels = np.asarray(labels).astype(str)
     if len(labels) != len(reference):
         raise ValueError(f"{len(labels)} labels for {len(reference)} reference cells.")
@@ -102,7 +124,7 @@ def knn_vote(
         search = "none"
     else:
         neighbors, distances, search = nearest_neighbors(
-            reference, query, k, exact_max_cells, random_state
+            reference, query, k, exact_max_cells, random_state, metric
         )
     vote = 1.0 / np.maximum(distances, 1e-12) if weights == "distance" else np.ones_like(distances)
     scores = np.zeros((n_query, len(classes)))

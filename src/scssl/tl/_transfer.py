@@ -13,7 +13,7 @@ from anndata import AnnData
 from scssl.data import DEFAULT_MIN_OVERLAP
 from scssl.model import DEFAULT_PRETRAIN_TIME, query_positions, train_classifier
 
-from ._knn import EXACT_SEARCH_MAX_CELLS, WEIGHTS, Weights, knn_vote
+from ._knn import EXACT_SEARCH_MAX_CELLS, METRICS, WEIGHTS, Metric, Weights, knn_vote
 from ._uns import tool_params
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def transfer_labels(
     method: Method = "knn",
     k: int = 5,
     weights: Weights = "uniform",
+    metric: Metric = "euclidean",
     key_added: str | None = None,
     min_confidence: float | None = None,
     exact_max_cells: int = EXACT_SEARCH_MAX_CELLS,
@@ -68,8 +69,9 @@ def transfer_labels(
         Key of ``.obsm`` holding an embedding of both datasets, used instead of ``model``.
     method
         ``"knn"`` or ``"classifier"``.
-    k, weights
-        Neighbours that vote; ``"uniform"`` votes or ``"distance"`` (weighted by 1/distance).
+    k, weights, metric
+        Neighbours that vote; ``"uniform"`` or ``"distance"`` (1/distance) weighted votes;
+        ``"euclidean"`` or ``"cosine"`` distance.
     key_added, min_confidence
         Prefix of the columns written; cells of lower confidence are labelled ``"Unknown"``.
     exact_max_cells, min_overlap
@@ -94,12 +96,11 @@ def transfer_labels(
         ``share_unknown``, the share of cells marked ``"Unknown"``.
 
     """
-    params = _checked_params(
-        model, labels_key, use_rep, method, k, weights, key_added, min_confidence
-    )
+    vote = (k, weights, metric)
+    params = _checked_params(model, labels_key, use_rep, method, vote, key_added, min_confidence)
     if method == "knn":
         predicted, confidence, classes, report = _vote(
-            query, reference, labels_key, model, use_rep, k, weights, exact_max_cells, min_overlap
+            query, reference, labels_key, model, use_rep, vote, exact_max_cells, min_overlap
         )
     elif model is None:
         trained = _train(query, reference, labels_key, batch_key, pretrain_time, params)
@@ -126,12 +127,15 @@ def _train(query, reference, labels_key, batch_key, pretrain_time, params: dict)
     return model
 
 
-def _checked_params(model, labels_key, use_rep, method, k, weights, key_added, min_confidence):
-    """The ``params`` of the call, after checking the options."""
+def _checked_params(model, labels_key, use_rep, method, vote, key_added, min_confidence):
+    """The ``params`` of the call, after checking the options; ``vote``: k, weights, metric."""
+    k, weights, metric = vote
     if method not in METHODS:
         raise ValueError(f"method={method!r}; choose one of {list(METHODS)}.")
     if weights not in WEIGHTS:
         raise ValueError(f"weights={weights!r}; choose one of {list(WEIGHTS)}.")
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r}; choose one of {list(METRICS)}.")
     if not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
@@ -143,7 +147,7 @@ def _checked_params(model, labels_key, use_rep, method, k, weights, key_added, m
         key_added=key_added,
         min_confidence=min_confidence,
         use_rep=use_rep,
-        **({"k": int(k), "weights": weights} if method == "knn" else {}),
+        **({"k": int(k), "weights": weights, "metric": metric} if method == "knn" else {}),
     )
 
 
@@ -164,8 +168,12 @@ def _classify(query: AnnData, model, min_overlap: float, positions=None):
     return classes[winner], probabilities[np.arange(len(winner)), winner], classes, {}
 
 
-def _vote(query, reference, labels_key, model, use_rep, k, weights, exact_max_cells, min_overlap):
-    """The kNN vote of the labelled reference cells, in the model's (or use_rep's) embedding."""
+def _vote(query, reference, labels_key, model, use_rep, vote, exact_max_cells, min_overlap):
+    """The kNN vote of the labelled reference cells, in the model's (or use_rep's) embedding.
+
+    ``vote``: ``(k, weights, metric)``.
+    """
+    k, weights, metric = vote
     labels = _reference_labels(reference, labels_key, model, use_rep)
     labelled = labels.notna().to_numpy()
     ref_embedding = _embedding(reference, model, use_rep, "reference", min_overlap)
@@ -188,6 +196,7 @@ def _vote(query, reference, labels_key, model, use_rep, k, weights, exact_max_ce
         query_embedding,
         k=k,
         weights=weights,
+        metric=metric,
         exact_max_cells=exact_max_cells,
     )
     return vote.predicted, vote.confidence, vote.classes, {"k": vote.k, "search": vote.search}

@@ -19,9 +19,17 @@ from ._training import train_scssl, train_scvi
 LABEL_TRANSFER_METHOD_NAMES = {
     "scssl": "scssl SSLEncoder + kNN (k=5)",
     "pca": "PCA-50 on 2,000 HVGs + kNN (k=5)",
+    "pca_cosine": "PCA-50 on 2,000 HVGs + kNN (k=5, cosine)",
     "scvi": "scVI + kNN (k=5)",
     "scanvi": "scANVI (query labels hidden)",
     "logreg": "logistic regression, 2,000 HVGs",
+}
+#: The kNN methods: the embedding each votes in and its distance.
+KNN_METHODS = {
+    "scssl": ("scssl", "euclidean"),
+    "pca": ("pca", "euclidean"),
+    "pca_cosine": ("pca", "cosine"),
+    "scvi": ("scvi", "euclidean"),
 }
 
 
@@ -58,8 +66,9 @@ def label_transfer(
     otherwise leave one batch of ``batch_key`` out at a time, and the scores are means over the
     folds (per-fold scores in ``details``). The unsupervised embeddings (scssl, PCA, scVI) are
     fit once on all cells without labels; each query cell gets the majority label of its ``k``
-    nearest reference cells. scANVI is trained per fold with the query labels hidden; logistic
-    regression per fold on the reference's 2,000 most variable genes.
+    nearest reference cells (Euclidean; ``pca_cosine``: PCA with the cosine distance). scANVI
+    is trained per fold with the query labels hidden; logistic regression per fold on the
+    reference's 2,000 most variable genes.
     """
     methods = check_methods("label_transfer", methods)
     splits = _splits(adata, batch_key, reference_key, reference_value)
@@ -74,10 +83,11 @@ def label_transfer(
         )
         for method in methods:
             start = time.perf_counter()
-            if method in embeddings:
-                embedding = embeddings[method]
+            if method in KNN_METHODS:
+                source, metric = KNN_METHODS[method]
+                embedding = embeddings[source]
                 predicted, _ = knn_transfer(
-                    embedding[reference], labels[reference], embedding[query], k
+                    embedding[reference], labels[reference], embedding[query], k, metric
                 )
             elif method == "scanvi":
                 scanvi = scanvi_model(
@@ -155,9 +165,13 @@ def _splits(
 
 
 def _unsupervised(adata, methods, epochs, seed, scssl_kwargs, verbose):
-    """Embeddings fit once on all cells without labels, the scVI model and seconds per method."""
+    """Embeddings fit once on all cells without labels, the scVI model and seconds per method.
+
+    ``pca_cosine`` counts the seconds of the PCA it shares with ``pca``.
+    """
     embeddings: dict[str, np.ndarray] = {}
     timings: dict[str, float] = dict.fromkeys(methods, 0.0)
+    pca_seconds = 0.0
     scvi = None
     for method in methods:
         start = time.perf_counter()
@@ -165,9 +179,13 @@ def _unsupervised(adata, methods, epochs, seed, scssl_kwargs, verbose):
             progress("      [scssl] pretraining SSLEncoder (no labels)", verbose)
             model, _ = train_scssl(adata, None, epochs, seed, **(scssl_kwargs or {}))
             embeddings[method] = model.get_latent_representation()
-        elif method == "pca":
-            progress("      [pca] PCA-50 on 2,000 HVGs", verbose)
-            embeddings[method] = pca_embedding(adata, seed=seed)
+        elif method in ("pca", "pca_cosine"):
+            if "pca" not in embeddings:
+                progress("      [pca] PCA-50 on 2,000 HVGs", verbose)
+                embeddings["pca"] = pca_embedding(adata, seed=seed)
+                pca_seconds = time.perf_counter() - start
+            timings[method] += pca_seconds
+            continue
         elif method in ("scvi", "scanvi") and scvi is None:
             progress("      [scvi] training scVI (no labels)", verbose)
             scvi = train_scvi(adata, None, epochs, seed)

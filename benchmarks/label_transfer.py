@@ -17,8 +17,8 @@ on its embedding, Euclidean; ``ssl_knn_cosine`` with the cosine distance),
 embedding, C chosen on a stratified 20% of the reference) and ``ssl_finetuned``
 (``SSLClassifier.from_encoder(encoder, reference + unlabelled query).train()``: semi-supervised
 fine-tuning, temperature-calibrated). Baselines users would pick instead: ``pca_knn`` (PCA-50 of
-2,000 HVGs, all cells), ``scvi_knn`` (scVI with the batch and its default epochs; both kNN also
-with the cosine distance, ``*_cosine``), ``scanvi``
+2,000 HVGs, all cells), ``scvi_knn`` (scVI with the batch and its default epochs), both kNN
+also with the cosine distance (``*_cosine``), ``scanvi``
 (from that scVI model with its defaults, query cells unlabelled), ``logreg`` (logistic
 regression on the reference's 2,000 HVGs, C chosen on a stratified 20% of the reference).
 Metrics: macro F1 over the query's cell types, accuracy, per-class F1, expected calibration

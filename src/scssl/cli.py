@@ -161,17 +161,16 @@ def _demo_scores(reference, query, truth, predicted, seed: int) -> None:
     both = ad.concat([reference, query])
     pca = pca_embedding(both, seed=seed)
     n_ref = reference.n_obs
-    labels = reference.obs["cell_type"].astype(str).to_numpy()
+    reference_labels = reference.obs["cell_type"].astype(str).to_numpy()
     rows = [("scssl (pretrained + fine-tuned)", predicted)]
     for metric in ("euclidean", "cosine"):
-        pca_predicted, _ = knn_transfer(pca[:n_ref], labels, pca[n_ref:], metric=metric)
+        pca_predicted, _ = knn_transfer(pca[:n_ref], reference_labels, pca[n_ref:], metric=metric)
         rows.append((f"PCA-50 + kNN (k=5, {metric})", pca_predicted))
-    rows.append(
-        ("logistic regression", logistic_regression_transfer(reference, labels, query, seed=seed))
-    )
+    logreg = logistic_regression_transfer(reference, reference_labels, query, seed=seed)
+    rows.append(("logistic regression", logreg))
     print(f"      {'method':<33}{'macro F1':>10}{'accuracy':>10}")
-    for name, labels in rows:
-        print(f"      {name:<33}{macro_f1(truth, labels):>10.3f}{accuracy(truth, labels):>10.3f}")
+    for name, answer in rows:
+        print(f"      {name:<33}{macro_f1(truth, answer):>10.3f}{accuracy(truth, answer):>10.3f}")
 
 
 def _demo_umap(model, cell_types, out: Path, seed: int) -> None:

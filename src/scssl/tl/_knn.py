@@ -60,10 +60,10 @@ def nearest_neighbors(
     Exact search (scikit-learn) for references up to ``exact_max_cells`` cells (``None``: always),
     approximate search with a pynndescent index above (a reference of millions of cells fits).
     ``metric="cosine"`` searches the unit-length rows (the same order as cosine similarity) and
-    returns cosine distances, ``1 - cos``.
+    returns cosine distances, ``1 - cos`` (an all-zero row, which has no direction, lies at 0.5
+    from every other cell).
     """
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r}; choose one of {list(METRICS)}.")
+    check_metric(metric)
     if metric == "cosine":
         neighbors, distances, search = nearest_neighbors(
             _unit_rows(reference), _unit_rows(query), k, exact_max_cells, random_state
@@ -84,10 +84,17 @@ def nearest_neighbors(
     return neighbors, distances, "pynndescent"
 
 
+def check_metric(metric: str) -> None:
+    """Raise a clear error for a distance the kNN vote does not know."""
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r}; choose one of {list(METRICS)}.")
+
+
 def _unit_rows(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (all-zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    """Rows scaled to unit length (all-zero rows stay zero), in float32 or float64."""
+    x = np.asarray(x)
+    x = x.astype(np.float64) if x.dtype not in (np.float32, np.float64) else x
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12).astype(x.dtype)
 
 
 def knn_vote(
@@ -110,8 +117,7 @@ def knn_vote(
     """
     if weights not in WEIGHTS:
         raise ValueError(f"weights={weights!r}; choose one of {list(WEIGHTS)}.")
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r}; choose one of {list(METRICS)}.")
+    check_metric(metric)
     labels = np.asarray(labels).astype(str)
     if len(labels) != len(reference):
         raise ValueError(f"{len(labels)} labels for {len(reference)} reference cells.")

@@ -13,7 +13,7 @@ from anndata import AnnData
 from scssl.data import DEFAULT_MIN_OVERLAP
 from scssl.model import DEFAULT_PRETRAIN_TIME, query_positions, train_classifier
 
-from ._knn import EXACT_SEARCH_MAX_CELLS, METRICS, WEIGHTS, Metric, Weights, knn_vote
+from ._knn import EXACT_SEARCH_MAX_CELLS, WEIGHTS, Metric, Weights, check_metric, knn_vote
 from ._uns import tool_params
 
 logger = logging.getLogger(__name__)
@@ -96,11 +96,11 @@ def transfer_labels(
         ``share_unknown``, the share of cells marked ``"Unknown"``.
 
     """
-    vote = (k, weights, metric)
-    params = _checked_params(model, labels_key, use_rep, method, vote, key_added, min_confidence)
+    voting = (k, weights, metric)
+    params = _checked_params(model, labels_key, use_rep, method, voting, key_added, min_confidence)
     if method == "knn":
         predicted, confidence, classes, report = _vote(
-            query, reference, labels_key, model, use_rep, vote, exact_max_cells, min_overlap
+            query, reference, labels_key, model, use_rep, voting, exact_max_cells, min_overlap
         )
     elif model is None:
         trained = _train(query, reference, labels_key, batch_key, pretrain_time, params)
@@ -127,15 +127,17 @@ def _train(query, reference, labels_key, batch_key, pretrain_time, params: dict)
     return model
 
 
-def _checked_params(model, labels_key, use_rep, method, vote, key_added, min_confidence):
-    """The ``params`` of the call, after checking the options; ``vote``: k, weights, metric."""
-    k, weights, metric = vote
+def _checked_params(model, labels_key, use_rep, method, voting, key_added, min_confidence):
+    """The ``params`` of the call, after checking the options.
+
+    ``voting``: ``(k, weights, metric)``.
+    """
+    k, weights, metric = voting
     if method not in METHODS:
         raise ValueError(f"method={method!r}; choose one of {list(METHODS)}.")
     if weights not in WEIGHTS:
         raise ValueError(f"weights={weights!r}; choose one of {list(WEIGHTS)}.")
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r}; choose one of {list(METRICS)}.")
+    check_metric(metric)
     if not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
@@ -168,12 +170,12 @@ def _classify(query: AnnData, model, min_overlap: float, positions=None):
     return classes[winner], probabilities[np.arange(len(winner)), winner], classes, {}
 
 
-def _vote(query, reference, labels_key, model, use_rep, vote, exact_max_cells, min_overlap):
+def _vote(query, reference, labels_key, model, use_rep, voting, exact_max_cells, min_overlap):
     """The kNN vote of the labelled reference cells, in the model's (or use_rep's) embedding.
 
-    ``vote``: ``(k, weights, metric)``.
+    ``voting``: ``(k, weights, metric)``.
     """
-    k, weights, metric = vote
+    k, weights, metric = voting
     labels = _reference_labels(reference, labels_key, model, use_rep)
     labelled = labels.notna().to_numpy()
     ref_embedding = _embedding(reference, model, use_rep, "reference", min_overlap)

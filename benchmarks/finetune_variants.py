@@ -43,8 +43,7 @@ def main(argv=None) -> None:
 
     from scssl.benchmark import macro_f1
     from scssl.data import highly_variable_genes
-    from scssl.model import SSLClassifier, SSLEncoder
-    from scssl.model._finetuning import fit_logistic_regression
+    from scssl.model import SSLEncoder
 
     torch.set_num_threads(2)
     scvi.settings.dl_num_workers = 0
@@ -63,17 +62,14 @@ def main(argv=None) -> None:
             encoder = SSLEncoder(data)
             encoder.train(max_time="00:00:10:00", enable_progress_bar=False)
             latent = encoder.get_latent_representation()
-            standardised = (latent - latent.mean(0)) / (latent.std(0) + 1e-6)
             for fold, ref in folds:
-                probe = fit_logistic_regression(standardised[ref], labels[ref], seed=seed)
-                predicted = {"linear_probe": probe.predict(standardised[~ref])}
+                probe, query_features = label_transfer.linear_probe(latent, labels, ref, seed)
+                predicted = {"linear_probe": probe.predict(query_features)}
                 for name, (classifier_kwargs, train_kwargs) in variants.items():
-                    scvi.settings.seed = seed
-                    cells = data.copy()
-                    cells.obs["_labels"] = np.where(ref, labels, "Unknown")
-                    clf = SSLClassifier.from_encoder(encoder, cells, "_labels", **classifier_kwargs)
                     t0 = time.perf_counter()
-                    clf.train(seed=seed, enable_progress_bar=False, **train_kwargs)
+                    clf = label_transfer.finetuned_classifier(
+                        encoder, data, labels, ref, seed, classifier_kwargs, train_kwargs
+                    )
                     predicted[name] = np.asarray(clf.predict(indices=np.flatnonzero(~ref)))
                     seconds = time.perf_counter() - t0
                     print(f"{name} {fold} seed {seed}: {seconds:.0f} s", flush=True)

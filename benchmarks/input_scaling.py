@@ -58,8 +58,7 @@ def main(argv=None) -> None:
 
     from scssl.benchmark import knn_transfer, macro_f1, per_class_f1
     from scssl.data import highly_variable_genes
-    from scssl.model import SSLClassifier, SSLEncoder
-    from scssl.model._finetuning import fit_logistic_regression
+    from scssl.model import SSLEncoder
 
     torch.set_num_threads(2)
     scvi.settings.dl_num_workers = 0
@@ -83,7 +82,6 @@ def main(argv=None) -> None:
                 encoder = SSLEncoder(data)
                 encoder.train(max_time="00:00:10:00", enable_progress_bar=False)
                 latent = encoder.get_latent_representation()
-                standardised = (latent - latent.mean(0)) / (latent.std(0) + 1e-6)
                 for fold, ref in folds:
                     row = {"task": args.task, "mode": mode, "seed": seed, "fold": fold}
                     truth = labels[~ref]
@@ -92,14 +90,10 @@ def main(argv=None) -> None:
                             latent[ref], labels[ref], latent[~ref], metric=metric
                         )
                         score(truth, predicted, f"knn_{metric}", row)
-                    probe = fit_logistic_regression(standardised[ref], labels[ref], seed=seed)
-                    score(truth, probe.predict(standardised[~ref]), "linear_probe", row)
+                    probe, query_features = label_transfer.linear_probe(latent, labels, ref, seed)
+                    score(truth, probe.predict(query_features), "linear_probe", row)
                     if args.finetune:
-                        scvi.settings.seed = seed
-                        cells = data.copy()
-                        cells.obs["_labels"] = np.where(ref, labels, "Unknown")
-                        clf = SSLClassifier.from_encoder(encoder, cells, "_labels")
-                        clf.train(seed=seed, enable_progress_bar=False)
+                        clf = label_transfer.finetuned_classifier(encoder, data, labels, ref, seed)
                         predicted = np.asarray(clf.predict(indices=np.flatnonzero(~ref)))
                         score(truth, predicted, "finetuned", row)
                     out.write(json.dumps(row) + "\n")

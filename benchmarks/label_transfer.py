@@ -220,14 +220,43 @@ def _scvi_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
     return rows
 
 
-def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
-    """scssl with its defaults: pretraining on all cells, then kNN, linear probe, fine-tuning."""
+def linear_probe(latent: np.ndarray, labels: np.ndarray, ref: np.ndarray, seed: int):
+    """The linear probe of a fold: logistic regression (C chosen on a stratified 20% of the
+    reference) on the frozen embedding standardised over all cells.
+
+    Returns the fitted probe and the query cells' standardised embedding.
+    """
+    from scssl.model._finetuning import fit_logistic_regression
+
+    standardised = (latent - latent.mean(0)) / (latent.std(0) + 1e-6)
+    probe = fit_logistic_regression(standardised[ref], labels[ref], seed=seed)
+    return probe, standardised[~ref]
+
+
+def finetuned_classifier(
+    encoder, data, labels, ref, seed: int, classifier_kwargs=None, train_kwargs=None
+):
+    """``SSLClassifier.from_encoder`` on ``data`` with the reference labelled and the query
+    unlabelled (semi-supervised), trained with ``train_kwargs`` over its defaults."""
     import scvi
 
+    from scssl.model import SSLClassifier
+
+    scvi.settings.seed = seed
+    cells = data.copy()
+    cells.obs["_reference_labels"] = np.where(ref, labels, "Unknown")
+    clf = SSLClassifier.from_encoder(
+        encoder, cells, "_reference_labels", **(classifier_kwargs or {})
+    )
+    clf.train(seed=seed, enable_progress_bar=False, **(train_kwargs or {}))
+    return clf
+
+
+def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
+    """scssl with its defaults: pretraining on all cells, then kNN, linear probe, fine-tuning."""
     from scssl.benchmark import expected_calibration_error
     from scssl.data import highly_variable_genes
-    from scssl.model import SSLClassifier, SSLEncoder
-    from scssl.model._finetuning import fit_logistic_regression
+    from scssl.model import SSLEncoder
 
     labels = adata.obs[labels_key].astype(str).to_numpy()
     data = adata[:, highly_variable_genes(adata, 2000, batch_key=batch_key)].copy()
@@ -239,11 +268,10 @@ def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
     pre_epochs = len(encoder.history["train_loss"])
     latent = encoder.get_latent_representation()
     rows = _knn_rows("ssl_knn", latent, labels, folds, task, pre_seconds, epochs=pre_epochs)
-    standardised = (latent - latent.mean(0)) / (latent.std(0) + 1e-6)
     for fold, ref in folds:
         t0 = time.perf_counter()
-        probe = fit_logistic_regression(standardised[ref], labels[ref], seed=args.seed)
-        proba = probe.predict_proba(standardised[~ref])
+        probe, query_features = linear_probe(latent, labels, ref, args.seed)
+        proba = probe.predict_proba(query_features)
         predicted = probe.classes_[proba.argmax(1)]
         rows.append(
             _row(
@@ -258,11 +286,7 @@ def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
             )
         )
         t0 = time.perf_counter()
-        scvi.settings.seed = args.seed
-        both = data.copy()
-        both.obs["_reference_labels"] = np.where(ref, labels, "Unknown")
-        clf = SSLClassifier.from_encoder(encoder, both, "_reference_labels")
-        clf.train(seed=args.seed, enable_progress_bar=False)
+        clf = finetuned_classifier(encoder, data, labels, ref, args.seed)
         ft_seconds = time.perf_counter() - t0
         query = np.flatnonzero(~ref)
         proba = clf.predict(indices=query, soft=True)

@@ -106,25 +106,24 @@ def pretrain(datasets: dict, max_steps: int | None, seed: int, mask: bool = True
 
 def score(encoder, union, target: str, seed: int, finetune_on: str = "all") -> dict:
     """5-NN, linear probe and fine-tuned classifier on each fold of the target's cells."""
+    import label_transfer  # beside this script, on sys.path when it runs
     import scvi
 
     from scssl.benchmark import knn_transfer, macro_f1
     from scssl.model import SSLClassifier
-    from scssl.model._finetuning import fit_logistic_regression
 
     target_cells = np.flatnonzero((union.obs["dataset"] == TARGETS[target]).to_numpy())
     cells = union[target_cells]
     labels = cells.obs["cell_type"].astype(str).to_numpy()
     latent = encoder.get_latent_representation(indices=target_cells)
-    standardised = (latent - latent.mean(0)) / (latent.std(0) + 1e-6)
     scores: dict[str, dict] = {"knn": {}, "linear_probe": {}, "finetuned": {}}
     t0 = time.perf_counter()
     for fold, ref in folds(cells, target):
         truth = labels[~ref]
         knn, _ = knn_transfer(latent[ref], labels[ref], latent[~ref], 5)
         scores["knn"][fold] = macro_f1(truth, knn)
-        probe = fit_logistic_regression(standardised[ref], labels[ref], seed=seed)
-        scores["linear_probe"][fold] = macro_f1(truth, probe.predict(standardised[~ref]))
+        probe, query_features = label_transfer.linear_probe(latent, labels, ref, seed)
+        scores["linear_probe"][fold] = macro_f1(truth, probe.predict(query_features))
         # semi-supervised: the target's reference labelled, among every pretraining cell or
         # among the target's cells only
         scvi.settings.seed = seed

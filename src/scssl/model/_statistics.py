@@ -89,19 +89,17 @@ def set_measured_genes(model) -> None:
     if len(batches) == 1 and len(columns) == 1:
         batches = columns  # one batch: the batch key may be unset
     missing = [b for b in batches if b not in columns]
-    if missing and model.registry_["setup_args"].get("batch_key") is None:
+    if missing:
+        problem = (
+            "the model was set up without a batch_key"
+            if model.registry_["setup_args"].get("batch_key") is None
+            else f"it has no column for the batches {missing[:5]}"
+        )
         raise ValueError(
             f"adata.varm[{MEASURED_GENES_KEY!r}] names {len(columns)} batches ({columns[:5]}), but "
-            "the model was set up without a batch_key. Set it up with the batch column whose "
-            "categories they are (for scssl.data.concat_datasets: its batch_key, or its "
-            "dataset_key)."
-        )
-    if missing:
-        raise ValueError(
-            f"adata.varm[{MEASURED_GENES_KEY!r}] has no column for the batches {missing[:5]}; "
-            f"its columns ({columns[:5]}) must name the registered batches. Set the model up "
-            "with the batch_key whose categories they are (for scssl.data.concat_datasets: its "
-            "batch_key, or its dataset_key)."
+            f"{problem}; its columns must name the registered batches. Set the model up with the "
+            "batch_key whose categories they are (for scssl.data.concat_datasets: its batch_key, "
+            "or its dataset_key)."
         )
     values = table.set_axis(columns, axis=1)[batches].to_numpy()
     if values.dtype != bool:

@@ -1,7 +1,8 @@
-"""Fine-tuning options against the defaults on pbmc_3tech, 3 seeds x 3 held-out chemistries.
+"""Fine-tuning options against the defaults on pbmc_3tech (3 held-out chemistries) or Kang.
 
 For each seed an SSLEncoder is pretrained as ``benchmarks/label_transfer.py`` does (all cells,
-no labels, defaults); then, per held-out chemistry, the linear probe and
+no labels, defaults); then, per fold (held-out chemistry, or CTRL -> STIM with
+``--task kang``), the linear probe and
 ``SSLClassifier.from_encoder(...).train()`` with each variant's options are scored on the query
 by macro F1. The variants share the encoder, so their differences are the fine-tuning's alone.
 
@@ -9,7 +10,8 @@ by macro F1. The variants share the encoder, so their differences are the fine-t
         '{"default": [{}, {}], "inverse": [{"class_balance": "inverse"}, {}]}' --seeds 0 1 2
 
 A variant is ``[from_encoder options, train options]``. Appends JSON lines to
-``benchmarks/results/finetune_variants.jsonl`` and prints the means per variant and fold.
+``benchmarks/results/finetune_variants.jsonl`` (rows without ``task`` are pbmc_3tech) and prints
+the means per variant and fold.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ SHARED = ROOT / ".." / "shared" / "data"
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", help="JSON {name: [from_encoder options, train options]}")
+    parser.add_argument("--task", choices=["pbmc3tech", "kang"], default="pbmc3tech")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data-dir", default=str(SHARED))
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/finetune_variants.jsonl"))
@@ -50,7 +53,7 @@ def main(argv=None) -> None:
     warnings.filterwarnings("ignore")
     variants = json.loads(args.variants)
     adata, labels_key, batch_key, folds = label_transfer.load_task(
-        "pbmc3tech", Path(args.data_dir), None, 0
+        args.task, Path(args.data_dir), None, 0
     )
     labels = adata.obs[labels_key].astype(str).to_numpy()
     rows = []
@@ -74,7 +77,7 @@ def main(argv=None) -> None:
                     seconds = time.perf_counter() - t0
                     print(f"{name} {fold} seed {seed}: {seconds:.0f} s", flush=True)
                 for name, values in predicted.items():
-                    row = {"seed": seed, "fold": fold, "variant": name}
+                    row = {"task": args.task, "seed": seed, "fold": fold, "variant": name}
                     row["macro_f1"] = macro_f1(labels[~ref], values)
                     if name != "linear_probe":
                         row["options"] = variants[name]

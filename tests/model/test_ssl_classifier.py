@@ -118,8 +118,8 @@ def test_class_balanced_weights(small_encoder):
         clf = scssl.model.SSLClassifier.from_encoder(small_encoder, adata, "cell_type", **kwargs)
         return clf.module.class_weights.numpy()
 
-    np.testing.assert_allclose(weights(), np.sqrt(inverse), rtol=1e-5)  # the default
-    np.testing.assert_allclose(weights(class_balance="inverse"), inverse, rtol=1e-5)
+    np.testing.assert_allclose(weights(), inverse, rtol=1e-5)  # the default
+    np.testing.assert_allclose(weights(class_balance="sqrt"), np.sqrt(inverse), rtol=1e-5)
     np.testing.assert_allclose(weights(class_balance="none"), 1.0)
     with pytest.raises(ValueError, match="class_balance"):
         scssl.model.SSLClassifier.from_encoder(small_encoder, adata, "cell_type", class_balance=1)

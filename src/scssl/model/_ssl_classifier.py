@@ -82,8 +82,8 @@ class SSLClassifier(SSLModelBase):
     class_names
         Class names in output order; taken from the registered labels when ``None``.
     class_balance
-        Cross-entropy weight of each class: ``"sqrt"`` of its inverse frequency (the default),
-        ``"inverse"`` (rare cell types count as much as common ones), or ``"none"``.
+        Cross-entropy weight of each class: ``"inverse"`` of its frequency (the default: rare
+        types count as much as common ones), ``"sqrt"`` of that, or ``"none"``.
     head_activation
         Activation before the head: ``None`` (the embedding, standardised), ``"relu"`` (the
         study's classifiers), ``"selu"``, ``"gelu"``.
@@ -117,7 +117,7 @@ class SSLClassifier(SSLModelBase):
         self,
         adata: AnnData,
         class_names: Sequence[str] | None = None,
-        class_balance: ClassBalance = "sqrt",
+        class_balance: ClassBalance = "inverse",
         head_activation: str | None = None,
         head_dropout_rate: float = 0.1,
         pretext_weight: float = 1.0,

@@ -7,11 +7,12 @@ no labels, defaults); then, per fold (held-out chemistry, or CTRL -> STIM with
 by macro F1. The variants share the encoder, so their differences are the fine-tuning's alone.
 
     python benchmarks/finetune_variants.py \\
-        '{"default": [{}, {}], "inverse": [{"class_balance": "inverse"}, {}]}' --seeds 0 1 2
+        '{"default": [{}, {}], "sqrt": [{"class_balance": "sqrt"}, {}]}' --seeds 0 1 2
 
 A variant is ``[from_encoder options, train options]``. Appends JSON lines to
-``benchmarks/results/finetune_variants.jsonl`` (rows without ``task`` are pbmc_3tech) and prints
-the means per variant and fold.
+``benchmarks/results/finetune_variants.jsonl`` (rows without ``task`` are pbmc_3tech; each row
+names the ``class_balance`` its classifier used, rows without it the square-root weights, the
+default then) and prints the means per variant and fold.
 """
 
 from __future__ import annotations
@@ -81,6 +82,9 @@ def main(argv=None) -> None:
                     row["macro_f1"] = macro_f1(labels[~ref], values)
                     if name != "linear_probe":
                         row["options"] = variants[name]
+                        row["class_balance"] = variants[name][0].get(
+                            "class_balance", label_transfer.default_class_balance()
+                        )
                     rows.append(row)
                     out.write(json.dumps(row) + "\n")
     means = defaultdict(lambda: defaultdict(list))

@@ -10,7 +10,8 @@ SSLEncoder log-normalised values divided by each gene's standard deviation over 
 
     python benchmarks/input_scaling.py pbmc3tech --seeds 0 1 2 --finetune
 
-Appends JSON lines to ``benchmarks/results/input_scaling.jsonl``.
+Appends JSON lines to ``benchmarks/results/input_scaling.jsonl`` (``class_balance``: the
+classifier's class weights; rows without it used the square-root weights, the default then).
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def main(argv=None) -> None:
                         clf = label_transfer.finetuned_classifier(encoder, data, labels, ref, seed)
                         predicted = np.asarray(clf.predict(indices=np.flatnonzero(~ref)))
                         score(truth, predicted, "finetuned", row)
+                        row["class_balance"] = label_transfer.default_class_balance()
                     out.write(json.dumps(row) + "\n")
                     out.flush()
                     print({k: round(v, 3) for k, v in row.items() if isinstance(v, float)})

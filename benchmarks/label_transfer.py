@@ -233,6 +233,15 @@ def linear_probe(latent: np.ndarray, labels: np.ndarray, ref: np.ndarray, seed: 
     return probe, standardised[~ref]
 
 
+def default_class_balance() -> str:
+    """The class weights ``SSLClassifier`` uses unless told otherwise (recorded with its rows)."""
+    import inspect
+
+    from scssl.model import SSLClassifier
+
+    return inspect.signature(SSLClassifier.__init__).parameters["class_balance"].default
+
+
 def finetuned_classifier(
     encoder, data, labels, ref, seed: int, classifier_kwargs=None, train_kwargs=None
 ):
@@ -306,6 +315,7 @@ def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
                 calibration=clf.calibration_,
                 finetune_seconds=ft_seconds,
                 pretrain_epochs=pre_epochs,
+                class_balance=default_class_balance(),
             )
         )
     return rows

@@ -464,14 +464,7 @@ def plots(summary: list[dict], rows: list[dict], out: Path, adata_labels: dict) 
         for r in kang_rows:
             obs[r["method"]] = r["_predicted"]
         if "ssl_finetuned" in obs:
-            scssl.pl.confusion_matrix(
-                obs,
-                "cell_type",
-                "ssl_finetuned",
-                show=False,
-                save=str(out.with_name(out.name + "_kang_confusion.png")),
-            )
-            plt.close("all")
+            kang_confusion(obs["cell_type"], obs["ssl_finetuned"], out)
         methods = {NAMES[r["method"]]: r["method"] for r in kang_rows}
         _, ax = plt.subplots(figsize=(12, 4.5))
         scssl.pl.per_class_f1(
@@ -483,6 +476,24 @@ def plots(summary: list[dict], rows: list[dict], out: Path, adata_labels: dict) 
             save=str(out.with_name(out.name + "_kang_per_class_f1.png")),
         )
         plt.close("all")
+
+
+def kang_confusion(truth, predicted, out: Path) -> None:
+    """The fine-tuned classifier's confusion matrix on Kang's query, saved next to ``out``."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    import scssl
+
+    obs = pd.DataFrame({"cell_type": np.asarray(truth), "ssl_finetuned": np.asarray(predicted)})
+    scssl.pl.confusion_matrix(
+        obs,
+        "cell_type",
+        "ssl_finetuned",
+        show=False,
+        save=str(out.with_name(out.name + "_kang_confusion.png")),
+    )
+    plt.close("all")
 
 
 def merge(args) -> None:
@@ -503,7 +514,13 @@ def merge(args) -> None:
             if cache.exists():
                 for r in json.loads(cache.read_text()):
                     if (r["task"], r["method"]) not in have:
-                        r.pop("_predicted", None)
+                        predicted = r.pop("_predicted", None)
+                        if (task, r["method"]) == ("kang", "ssl_finetuned") and predicted:
+                            adata, key, _, folds = load_task(
+                                task, Path(args.data_dir), args.max_cells, args.seed
+                            )
+                            truth = adata.obs[key].astype(str).to_numpy()[~folds[0][1]]
+                            kang_confusion(truth, predicted, out)
                         rows.append(r)
                         print(f"added {r['task']} {r['method']} {r['fold']}")
     summary = summarise(rows)

@@ -1,5 +1,7 @@
 """Pretraining on datasets with different genes: unmeasured genes leave the loss."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -120,4 +122,18 @@ def test_cells_of_batches_the_encoder_does_not_know_get_a_clear_error(union, kan
     mine = kang_demo[:200, :300].copy()
     mine.obs["batch"] = np.where(np.arange(200) < 100, "ctrl", "stim")
     with pytest.raises(ValueError, match="'<dataset>:<batch>'"):
+        scssl.model.SSLClassifier.from_encoder(encoder, mine, "cell_type")
+
+
+def test_as_many_unknown_batches_as_the_encoder_s_get_a_warning(union, kang_demo):
+    encoder = _encoder(union)
+    encoder.train(max_epochs=1, enable_progress_bar=False)
+    mine = kang_demo[:300, :300].copy()
+    mine.obs["batch"] = np.array(["x", "y", "z"])[np.arange(300) % 3]  # three, as the encoder's
+    with pytest.warns(UserWarning, match="not pretrained on.*rename them"):
+        classifier = scssl.model.SSLClassifier.from_encoder(encoder, mine, "cell_type")
+    assert classifier.module.n_batch_covariate == 3
+    mine.obs["batch"] = np.array(["a:ctrl", "a:stim", "b"])[np.arange(300) % 3]  # its own names
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*not pretrained on.*")
         scssl.model.SSLClassifier.from_encoder(encoder, mine, "cell_type")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
@@ -42,13 +44,23 @@ def with_encoder_batches(aligned, encoder) -> int:
     known = registered_batches(encoder.registry_)
     if set(values) <= set(known):
         aligned.obs[batch_key] = pd.Categorical(values, categories=known)
-    elif encoder.module.n_batch_covariate and values.nunique() != len(known):
-        raise ValueError(
-            f"The encoder was pretrained on the batches {known[:8]} (obs[{batch_key!r}]); these "
-            f"cells also hold others ({sorted(set(values) - set(known))[:5]}), and its decoder "
-            "takes exactly its own batches. Name each cell's batch as one of the encoder's (for "
-            "data united by scssl.data.concat_datasets: '<dataset>:<batch>', or the dataset "
-            "name), or fine-tune on the encoder's own data with these cells added."
+    elif encoder.module.n_batch_covariate:
+        others = sorted(set(values) - set(known))[:5]
+        if values.nunique() != len(known):
+            raise ValueError(
+                f"The encoder was pretrained on the batches {known[:8]} (obs[{batch_key!r}]); "
+                f"these cells also hold others ({others}), and its decoder takes exactly its own "
+                "batches. Name each cell's batch as one of the encoder's (for data united by "
+                "scssl.data.concat_datasets: '<dataset>:<batch>', or the dataset name), or "
+                "fine-tune on the encoder's own data with these cells added."
+            )
+        warnings.warn(
+            f"These cells' batches include {others}, which the encoder was not pretrained on "
+            f"(its batches: {known[:8]}, obs[{batch_key!r}]); the decoder's batch weights are "
+            "reused by batch code, one new batch per pretrained one, and then fine-tuned. If "
+            "they are the encoder's batches under other names, rename them to match.",
+            UserWarning,
+            stacklevel=3,
         )
     return values.nunique()
 

@@ -129,10 +129,15 @@ def test_as_many_unknown_batches_as_the_encoder_s_get_a_warning(union, kang_demo
     encoder = _encoder(union)
     encoder.train(max_epochs=1, enable_progress_bar=False)
     mine = kang_demo[:300, :300].copy()
-    mine.obs["batch"] = np.array(["x", "y", "z"])[np.arange(300) % 3]  # three, as the encoder's
-    with pytest.warns(UserWarning, match="not pretrained on.*rename them"):
+    mine.obs["batch"] = np.array(["x", "a:stim", "b"])[np.arange(300) % 3]  # x is new
+    with pytest.warns(UserWarning, match=r"not pretrained on.*\{'x': 'a:ctrl'\}") as record:
         classifier = scssl.model.SSLClassifier.from_encoder(encoder, mine, "cell_type")
-    assert classifier.module.n_batch_covariate == 3
+    assert record[0].filename == __file__  # the warning points at the user's call
+    state = classifier.adata_manager.get_state_registry("batch")
+    assert list(state.categorical_mapping) == ["x", "a:stim", "b"]  # known names keep codes
+    torch.testing.assert_close(
+        classifier.module.decoder[0].weight, encoder.module.decoder[0].weight
+    )
     mine.obs["batch"] = np.array(["a:ctrl", "a:stim", "b"])[np.arange(300) % 3]  # its own names
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*not pretrained on.*")

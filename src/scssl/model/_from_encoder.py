@@ -45,20 +45,27 @@ def with_encoder_batches(aligned, encoder) -> int:
     if set(values) <= set(known):
         aligned.obs[batch_key] = pd.Categorical(values, categories=known)
     elif encoder.module.n_batch_covariate:
-        others = sorted(set(values) - set(known))[:5]
+        new = sorted(set(values) - set(known))
         if values.nunique() != len(known):
             raise ValueError(
                 f"The encoder was pretrained on the batches {known[:8]} (obs[{batch_key!r}]); "
-                f"these cells also hold others ({others}), and its decoder takes exactly its own "
+                f"these cells also hold others ({new[:5]}), and its decoder takes exactly its own "
                 "batches. Name each cell's batch as one of the encoder's (for data united by "
                 "scssl.data.concat_datasets: '<dataset>:<batch>', or the dataset name), or "
                 "fine-tune on the encoder's own data with these cells added."
             )
+        # known names keep their codes; each new name takes the code of a batch without cells
+        free = [b for b in known if b not in set(values)]
+        pairing = dict(zip(new, free, strict=True))
+        slot = {old: name for name, old in pairing.items()}
+        aligned.obs[batch_key] = pd.Categorical(values, categories=[slot.get(b, b) for b in known])
+        shown = dict(list(pairing.items())[:5])
         warnings.warn(
-            f"These cells' batches include {others}, which the encoder was not pretrained on "
-            f"(its batches: {known[:8]}, obs[{batch_key!r}]); the decoder's batch weights are "
-            "reused by batch code, one new batch per pretrained one, and then fine-tuned. If "
-            "they are the encoder's batches under other names, rename them to match.",
+            f"These cells' batches include {new[:5]}, which the encoder was not pretrained on "
+            f"(its batches: {known[:8]}, obs[{batch_key!r}]); each takes the batch-coded weights "
+            f"of a pretrained batch without cells here ({shown}) and fine-tunes them; the "
+            "encoder's own batches keep theirs. If they are the encoder's batches under other "
+            "names, rename them to match.",
             UserWarning,
             stacklevel=3,
         )

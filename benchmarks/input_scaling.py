@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +51,6 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/input_scaling.jsonl"))
     args = parser.parse_args(argv)
     import scvi
-    import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
     import label_transfer
@@ -61,13 +59,9 @@ def main(argv=None) -> None:
     from scssl.data import highly_variable_genes
     from scssl.model import SSLEncoder
 
-    torch.set_num_threads(2)
-    scvi.settings.dl_num_workers = 0
-    warnings.filterwarnings("ignore")
-    adata, labels_key, batch_key, folds = label_transfer.load_task(
-        args.task, Path(args.data_dir), None, 0
+    adata, labels, batch_key, folds = label_transfer.exploration_task(
+        args.task, Path(args.data_dir)
     )
-    labels = adata.obs[labels_key].astype(str).to_numpy()
     genes = highly_variable_genes(adata, 2000, batch_key=batch_key)
 
     def score(truth, predicted, key, row):

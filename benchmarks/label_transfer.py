@@ -95,6 +95,39 @@ def load_task(task: str, data_dir: Path, max_cells: int | None, seed: int):
     return adata, "cell_type", batch_key, folds
 
 
+def exploration_task(task: str, data_dir: Path):
+    """The start of a script that explores one part of this benchmark: 2 threads, no data-loader
+    workers, warnings off, and the task's AnnData (all cells), labels, batch key and folds."""
+    import warnings
+
+    import scvi
+    import torch
+
+    torch.set_num_threads(2)
+    scvi.settings.dl_num_workers = 0
+    warnings.filterwarnings("ignore")
+    adata, labels_key, batch_key, folds = load_task(task, data_dir, None, 0)
+    return adata, adata.obs[labels_key].astype(str).to_numpy(), batch_key, folds
+
+
+def pretrained_encoder(adata, batch_key: str, max_time: str = "00:00:10:00"):
+    """scssl's pretraining in this benchmark: an SSLEncoder with its defaults on the 2,000
+    batch-aware HVGs of all cells, trained for at most ``max_time`` (scvi-tools' epoch
+    heuristic caps it; the seed is ``scvi.settings.seed``).
+
+    Returns the HVG AnnData, the encoder and the seconds of its training.
+    """
+    from scssl.data import highly_variable_genes
+    from scssl.model import SSLEncoder
+
+    data = adata[:, highly_variable_genes(adata, 2000, batch_key=batch_key)].copy()
+    SSLEncoder.setup_anndata(data, batch_key=batch_key)
+    encoder = SSLEncoder(data)
+    t0 = time.perf_counter()
+    encoder.train(max_time=max_time, enable_progress_bar=False)
+    return data, encoder, time.perf_counter() - t0
+
+
 def _scores(y_true, predicted, confidence) -> dict:
     from scssl.benchmark import accuracy, expected_calibration_error, macro_f1, per_class_f1
 
@@ -264,16 +297,9 @@ def finetuned_classifier(
 def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
     """scssl with its defaults: pretraining on all cells, then kNN, linear probe, fine-tuning."""
     from scssl.benchmark import expected_calibration_error
-    from scssl.data import highly_variable_genes
-    from scssl.model import SSLEncoder
 
     labels = adata.obs[labels_key].astype(str).to_numpy()
-    data = adata[:, highly_variable_genes(adata, 2000, batch_key=batch_key)].copy()
-    SSLEncoder.setup_anndata(data, batch_key=batch_key)
-    encoder = SSLEncoder(data)
-    t0 = time.perf_counter()
-    encoder.train(max_time=args.pretrain_time, enable_progress_bar=False)
-    pre_seconds = time.perf_counter() - t0
+    data, encoder, pre_seconds = pretrained_encoder(adata, batch_key, args.pretrain_time)
     pre_epochs = len(encoder.history["train_loss"])
     latent = encoder.get_latent_representation()
     rows = _knn_rows("ssl_knn", latent, labels, folds, task, pre_seconds, epochs=pre_epochs)

@@ -20,7 +20,6 @@ import argparse
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,29 +37,19 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/self_training.jsonl"))
     args = parser.parse_args(argv)
     import scvi
-    import torch
 
     sys.path.insert(0, str(Path(__file__).parent))
     import label_transfer
 
     from scssl.benchmark import macro_f1
-    from scssl.data import highly_variable_genes
-    from scssl.model import SSLEncoder
 
-    torch.set_num_threads(2)
-    scvi.settings.dl_num_workers = 0
-    warnings.filterwarnings("ignore")
-    adata, labels_key, batch_key, folds = label_transfer.load_task(
-        args.task, Path(args.data_dir), None, 0
+    adata, labels, batch_key, folds = label_transfer.exploration_task(
+        args.task, Path(args.data_dir)
     )
-    labels = adata.obs[labels_key].astype(str).to_numpy()
     with open(args.out, "a") as out:
         for seed in args.seeds:
             scvi.settings.seed = seed
-            data = adata[:, highly_variable_genes(adata, 2000, batch_key=batch_key)].copy()
-            SSLEncoder.setup_anndata(data, batch_key=batch_key)
-            encoder = SSLEncoder(data)
-            encoder.train(max_time="00:00:10:00", enable_progress_bar=False)
+            data, encoder, _ = label_transfer.pretrained_encoder(adata, batch_key)
             for fold, ref in folds:
                 query = np.flatnonzero(~ref)
                 t0 = time.perf_counter()

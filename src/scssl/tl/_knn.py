@@ -90,6 +90,13 @@ def check_metric(metric: str) -> None:
         raise ValueError(f"metric={metric!r}; choose one of {list(METRICS)}.")
 
 
+def check_voting(weights: str, metric: str) -> None:
+    """Raise a clear error for vote weights or a distance the kNN vote does not know."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights={weights!r}; choose one of {list(WEIGHTS)}.")
+    check_metric(metric)
+
+
 def _unit_rows(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (all-zero rows stay zero), in float32 or float64."""
     x = np.asarray(x)
@@ -115,9 +122,7 @@ def knn_vote(
     blind to each embedding's length). Ties go to the label that sorts first. ``k`` is at most
     the number of reference cells.
     """
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}; choose one of {list(WEIGHTS)}.")
-    check_metric(metric)
+    check_voting(weights, metric)
     labels = np.asarray(labels).astype(str)
     if len(labels) != len(reference):
         raise ValueError(f"{len(labels)} labels for {len(reference)} reference cells.")

@@ -13,7 +13,7 @@ from anndata import AnnData
 from scssl.data import DEFAULT_MIN_OVERLAP
 from scssl.model import DEFAULT_PRETRAIN_TIME, query_positions, train_classifier
 
-from ._knn import EXACT_SEARCH_MAX_CELLS, WEIGHTS, Metric, Weights, check_metric, knn_vote
+from ._knn import EXACT_SEARCH_MAX_CELLS, Metric, Weights, check_voting, knn_vote
 from ._uns import tool_params
 
 logger = logging.getLogger(__name__)
@@ -135,9 +135,7 @@ def _checked_params(model, labels_key, use_rep, method, voting, key_added, min_c
     k, weights, metric = voting
     if method not in METHODS:
         raise ValueError(f"method={method!r}; choose one of {list(METHODS)}.")
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights={weights!r}; choose one of {list(WEIGHTS)}.")
-    check_metric(metric)
+    check_voting(weights, metric)
     if not isinstance(k, int | np.integer) or k < 1:
         raise ValueError(f"k must be a positive integer, got {k!r}.")
     if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:

@@ -35,18 +35,21 @@ def with_encoder_batches(aligned, encoder) -> int:
 
     When the cells hold some of the encoder's batches and no others (fine-tuning on one's own
     dataset after pretraining on several), the batch column gets all the encoder's categories,
-    so that batch-dependent weights (the decoder's batch input) keep their meaning.
+    so that batch-dependent weights (the decoder's batch input) keep their meaning. New names,
+    as many batches in all as the encoder's, take the codes of its batches without cells here
+    (with a warning); another number is refused.
     """
     batch_key = encoder.registry_["setup_args"].get("batch_key")
     if batch_key is None or batch_key not in aligned.obs:
         return 1
     values = aligned.obs[batch_key].astype(str)
+    present = set(values)
     known = registered_batches(encoder.registry_)
-    if set(values) <= set(known):
+    if present <= set(known):
         aligned.obs[batch_key] = pd.Categorical(values, categories=known)
     elif encoder.module.n_batch_covariate:
-        new = sorted(set(values) - set(known))
-        if values.nunique() != len(known):
+        new = sorted(present - set(known))
+        if len(present) != len(known):
             raise ValueError(
                 f"The encoder was pretrained on the batches {known[:8]} (obs[{batch_key!r}]); "
                 f"these cells also hold others ({new[:5]}), and its decoder takes exactly its own "
@@ -55,7 +58,7 @@ def with_encoder_batches(aligned, encoder) -> int:
                 "fine-tune on the encoder's own data with these cells added."
             )
         # known names keep their codes; each new name takes the code of a batch without cells
-        free = [b for b in known if b not in set(values)]
+        free = [b for b in known if b not in present]
         pairing = dict(zip(new, free, strict=True))
         slot = {old: name for name, old in pairing.items()}
         aligned.obs[batch_key] = pd.Categorical(values, categories=[slot.get(b, b) for b in known])
@@ -69,7 +72,7 @@ def with_encoder_batches(aligned, encoder) -> int:
             UserWarning,
             stacklevel=3,
         )
-    return values.nunique()
+    return len(present)
 
 
 def with_measured_genes(aligned, adata, encoder) -> None:

@@ -257,6 +257,25 @@ def test_bad_inputs(small_encoder):
         clf.train(validation_size=1.2)
 
 
+def test_validation_split_of_labelled_cells():
+    from scssl.model._finetuning import split_labelled
+
+    # class 0: 50 cells, class 1: 4 cells, class 2: 2 cells, -1: 10 unlabelled
+    codes = np.repeat([0, 1, 2, -1], [50, 4, 2, 10])
+    train, validation = split_labelled(codes, 3, 0.2, min_cells=2, seed=0)
+    assert sorted(np.concatenate([train, validation])) == list(range(len(codes)))
+    assert np.bincount(codes[validation], minlength=3).tolist() == [10, 1, 1]
+    assert set(np.flatnonzero(codes == -1)) <= set(train)  # unlabelled cells all train
+    # rare types keep all their cells for training
+    train, validation = split_labelled(codes, 3, 0.2, min_cells=10, seed=0)
+    assert np.bincount(codes[validation], minlength=3).tolist() == [10, 0, 0]
+    # no share, no cell held out (it held one of each type out before)
+    train, validation = split_labelled(codes, 3, 0.0, min_cells=2, seed=0)
+    assert len(validation) == 0 and len(train) == len(codes)
+    with pytest.raises(ValueError, match="No labelled cells"):
+        split_labelled(np.full(5, -1), 3, 0.2, min_cells=2, seed=0)
+
+
 def test_ece_metric():
     y = np.array(["a", "a", "b", "b"])
     assert expected_calibration_error(y, y, np.ones(4)) == 0.0

@@ -21,26 +21,49 @@ LOGISTIC_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 def stratified_split(
-    codes: np.ndarray, n_classes: int, validation_share: float, seed: int = 0
+    codes: np.ndarray,
+    n_classes: int,
+    validation_share: float,
+    seed: int = 0,
+    min_class_cells: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Positions of training and validation cells; every class keeps cells in both parts.
 
-    Labelled cells (``codes < n_classes``) are split class by class, a class of two or more
-    cells giving at least one to validation and keeping at least one for training; unlabelled
-    cells all train (their pretext loss is what they are there for).
+    Labelled cells (``codes < n_classes``) are split class by class, a class of
+    ``min_class_cells`` or more cells giving at least one to validation and keeping at least
+    one for training, a smaller class giving none; unlabelled cells all train (their pretext
+    loss is what they are there for). ``validation_share=0`` holds no cell out.
     """
     rng = np.random.default_rng(seed)
     train, validation = [], []
     for code in np.unique(codes):
         cells = rng.permutation(np.flatnonzero(codes == code))
         n_val = round(len(cells) * validation_share)
-        if code >= n_classes:
+        if code >= n_classes or validation_share <= 0 or len(cells) < max(min_class_cells, 2):
             n_val = 0
-        elif len(cells) >= 2:
+        else:
             n_val = min(max(1, n_val), len(cells) - 1)
         validation.append(cells[:n_val])
         train.append(cells[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(validation))
+
+
+def split_labelled(
+    codes: np.ndarray, n_classes: int, validation_size: float, min_cells: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation cells of a classifier from each cell's class code (-1: none).
+
+    :func:`stratified_split` with the unlabelled cells training; errors name the fix.
+    """
+    if not 0.0 <= validation_size < 1.0:
+        raise ValueError(f"validation_size={validation_size}; give a share in [0, 1).")
+    if not (codes >= 0).any():
+        raise ValueError(
+            "No labelled cells: every cell has the unlabeled category; a classifier needs "
+            "labels to train."
+        )
+    codes = np.where(codes >= 0, codes, n_classes)
+    return stratified_split(codes, n_classes, validation_size, seed, min_class_cells=min_cells)
 
 
 def class_weights(counts: np.ndarray, balance: ClassBalance) -> np.ndarray:

@@ -32,8 +32,8 @@ from ._finetuning import (
     class_weights,
     discriminative_plan,
     labelled_class_counts,
+    split_labelled,
     start_head,
-    stratified_split,
 )
 from ._from_encoder import copy_absent_batch_means, with_encoder_batches, with_measured_genes
 from ._published import provenance, published_classifier_setup
@@ -364,6 +364,7 @@ class SSLClassifier(SSLModelBase):
         encoder_lr: float = 1e-4,
         weight_decay: float = 0.01,
         validation_size: float = 0.2,
+        validation_min_cells: int = 10,
         linear_probe_start: bool = True,
         calibrate: bool = True,
         early_stopping: bool = False,
@@ -377,8 +378,9 @@ class SSLClassifier(SSLModelBase):
     ):
         """Fine-tune on the labelled cells (and the pretext on all cells), then calibrate.
 
-        A stratified share ``validation_size`` of the labelled cells is held out (every cell
-        type keeps cells in both parts); the other labelled cells and every unlabelled cell
+        A stratified share ``validation_size`` of the labelled cells is held out (each cell
+        type keeps cells in both parts; types of fewer than ``validation_min_cells`` cells hold
+        none out); the other labelled cells and every unlabelled cell
         train for ``max_epochs`` epochs and the last model is kept (``early_stopping=True``
         stops on the validation loss instead). Each step takes ``batch_size`` labelled cells
         (cross-entropy) and ``batch_size`` cells drawn from all training cells (pretext and
@@ -398,6 +400,9 @@ class SSLClassifier(SSLModelBase):
             pretrained encoder (``encoder_lr``), and the weight decay.
         validation_size
             Share of the labelled cells held out for validation and calibration.
+        validation_min_cells
+            Cell types with fewer labelled cells hold none out: one or two held-out cells
+            validate nothing and cost such a type a large share of its training cells.
         linear_probe_start
             Start the head from a logistic regression on the frozen embedding.
         calibrate
@@ -417,7 +422,7 @@ class SSLClassifier(SSLModelBase):
             Further options of the Lightning ``Trainer`` (``max_time`` ...).
 
         """
-        train, validation = self._split(validation_size, seed)
+        train, validation = self._split(validation_size, validation_min_cells, seed)
         self._start_head(train, linear_probe_start, seed)
         trainer_kwargs, early_stopping = fit_options(
             trainer_kwargs, checkpoint_dir, early_stopping, early_stopping_patience, len(validation)
@@ -456,19 +461,11 @@ class SSLClassifier(SSLModelBase):
         finally:
             self.module.labelled_per_step = 0
 
-    def _split(self, validation_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0.0 <= validation_size < 1.0:
-            raise ValueError(f"validation_size={validation_size}; give a share in [0, 1).")
+    def _split(self, validation_size: float, min_cells: int, seed: int):
         if not any(p.requires_grad for p in self.module.parameters()):
             raise ValueError("Nothing to train: every parameter is frozen.")
         codes = self._class_codes(np.arange(self.adata.n_obs))
-        if not (codes >= 0).any():
-            raise ValueError(
-                "No labelled cells: every cell has the unlabeled category; a classifier needs "
-                "labels to train."
-            )
-        codes = np.where(codes >= 0, codes, self.module.n_classes)
-        return stratified_split(codes, self.module.n_classes, validation_size, seed)
+        return split_labelled(codes, self.module.n_classes, validation_size, min_cells, seed)
 
     def _class_codes(self, indices: np.ndarray) -> np.ndarray:
         """Class code of each cell at ``indices`` (``-1`` for unlabelled cells)."""

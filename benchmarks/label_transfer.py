@@ -275,6 +275,15 @@ def default_class_balance() -> str:
     return inspect.signature(SSLClassifier.__init__).parameters["class_balance"].default
 
 
+def default_validation_min_cells() -> int:
+    """Fewest labelled cells of a type for ``SSLClassifier.train`` to hold some out."""
+    import inspect
+
+    from scssl.model import SSLClassifier
+
+    return inspect.signature(SSLClassifier.train).parameters["validation_min_cells"].default
+
+
 def finetuned_classifier(
     encoder, data, labels, ref, seed: int, classifier_kwargs=None, train_kwargs=None
 ):

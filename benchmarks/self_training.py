@@ -63,6 +63,7 @@ def main(argv=None) -> None:
                     "fold": fold,
                     "tau": args.tau,
                     "class_balance": label_transfer.default_class_balance(),
+                    "validation_min_cells": label_transfer.default_validation_min_cells(),
                     "default": macro_f1(labels[~ref], predicted),
                     "seconds_default": time.perf_counter() - t0,
                     "share_pseudo_labelled": float(confident.mean()),

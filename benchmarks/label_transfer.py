@@ -351,6 +351,7 @@ def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
                 finetune_seconds=ft_seconds,
                 pretrain_epochs=pre_epochs,
                 class_balance=default_class_balance(),
+                validation_min_cells=default_validation_min_cells(),
             )
         )
     return rows

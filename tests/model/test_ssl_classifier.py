@@ -1,3 +1,5 @@
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -274,6 +276,29 @@ def test_validation_split_of_labelled_cells():
     assert len(validation) == 0 and len(train) == len(codes)
     with pytest.raises(ValueError, match="No labelled cells"):
         split_labelled(np.full(5, -1), 3, 0.2, min_cells=2, seed=0)
+    # a type of exactly min_cells cells holds one out; min_cells below 2 acts as 2
+    _, validation = split_labelled(codes, 3, 0.2, min_cells=4, seed=0)
+    assert np.bincount(codes[validation], minlength=3).tolist() == [10, 1, 0]
+    for min_cells in (0, 1):
+        _, validation = split_labelled(codes, 3, 0.2, min_cells=min_cells, seed=0)
+        assert np.bincount(codes[validation], minlength=3).tolist() == [10, 1, 1]
+
+
+def test_train_passes_the_validation_options(small_encoder):
+    adata = make_cells(300, seed=25)
+    rare = adata.obs["cell_type"].astype(str).to_numpy() == "C"
+    keep = ~rare | (np.cumsum(rare) <= 6)  # 6 cells of type C
+    adata = adata[keep].copy()
+    counts = adata.obs["cell_type"].value_counts()
+    clf = _train(small_encoder, adata, max_epochs=1, validation_min_cells=10)
+    # the held-out cells of A and B calibrate; C's six cells all train
+    expected = round(counts["A"] * 0.2) + round(counts["B"] * 0.2)
+    assert clf.calibration_["n_cells"] == expected
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf = _train(small_encoder, adata, max_epochs=1, validation_size=0.0)
+    assert clf.calibration_ is None  # nothing held out, nothing calibrated, and no warning
+    assert not [w for w in caught if "held-out cells" in str(w.message)]
 
 
 def test_ece_metric():

@@ -27,7 +27,7 @@ def stratified_split(
     seed: int = 0,
     min_class_cells: int = 2,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Positions of training and validation cells; every class keeps cells in both parts.
+    """Positions of training and validation cells; big enough classes keep cells in both.
 
     Labelled cells (``codes < n_classes``) are split class by class, a class of
     ``min_class_cells`` or more cells giving at least one to validation and keeping at least

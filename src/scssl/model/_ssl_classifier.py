@@ -399,7 +399,8 @@ class SSLClassifier(SSLModelBase):
             AdamW learning rates of the head, decoder and adversary (``lr``) and of the
             pretrained encoder (``encoder_lr``), and the weight decay.
         validation_size
-            Share of the labelled cells held out for validation and calibration.
+            Share of the labelled cells held out for validation and calibration; 0 trains on
+            every labelled cell, without calibration.
         validation_min_cells
             Cell types with fewer labelled cells hold none out: one or two held-out cells
             validate nothing and cost such a type a large share of its training cells.
@@ -439,7 +440,7 @@ class SSLClassifier(SSLModelBase):
             plan_kwargs=plan_kwargs,
             **trainer_kwargs,
         )
-        if calibrate:
+        if calibrate and validation_size > 0:
             self.calibrate(validation)
         return out
 
@@ -461,7 +462,9 @@ class SSLClassifier(SSLModelBase):
         finally:
             self.module.labelled_per_step = 0
 
-    def _split(self, validation_size: float, min_cells: int, seed: int):
+    def _split(
+        self, validation_size: float, min_cells: int, seed: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         if not any(p.requires_grad for p in self.module.parameters()):
             raise ValueError("Nothing to train: every parameter is frozen.")
         codes = self._class_codes(np.arange(self.adata.n_obs))

@@ -54,7 +54,7 @@ def set_early_stopping(
     if early_stopping and n_validation == 0:
         warnings.warn(
             "early_stopping needs validation cells, and the split of the cells (train_size, "
-            "validation_size) leaves none; early stopping is disabled.",
+            "validation_size, validation_min_cells) leaves none; early stopping is disabled.",
             UserWarning,
             stacklevel=stacklevel,
         )

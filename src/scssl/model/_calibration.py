@@ -36,3 +36,15 @@ def ece_before_after(
         p = torch.softmax(torch.as_tensor(logits) / t, dim=1).numpy()
         out[f"ece{tag}_{name}"] = expected_calibration_error(codes, p.argmax(1), p.max(1))
     return out
+
+
+def temperature_scaling(logits: np.ndarray, codes: np.ndarray) -> dict:
+    """Temperature scaling fitted on held-out ``logits`` and their class ``codes``.
+
+    Returns the temperature, the number of cells, and the expected calibration error before and
+    after (``ece_before``, ``ece_after``).
+    """
+    temperature = fit_temperature(torch.as_tensor(logits), torch.as_tensor(codes))
+    result = {"temperature": temperature, "n_cells": len(codes)}
+    result.update(ece_before_after(logits, codes, temperature))
+    return result

@@ -26,7 +26,7 @@ from scssl.data import (
 )
 from scssl.module import ClassifierModule
 
-from ._calibration import ece_before_after, fit_temperature
+from ._calibration import temperature_scaling
 from ._finetuning import (
     ClassBalance,
     class_weights,
@@ -517,15 +517,12 @@ class SSLClassifier(SSLModelBase):
                 stacklevel=2,
             )
             return {}
-        logits = self._logits(self.adata, cells, calibrated=False)
-        temperature = fit_temperature(torch.as_tensor(logits), torch.as_tensor(codes))
-        self.module.temperature.fill_(temperature)
-        result = {"temperature": temperature, "n_cells": len(cells)}
-        result.update(ece_before_after(logits, codes, temperature))
+        result = temperature_scaling(self._logits(self.adata, cells, calibrated=False), codes)
+        self.module.temperature.fill_(result["temperature"])
         self.calibration_ = result
         logger.info(
             "Temperature %.3f; ECE on %d held-out cells %.4f -> %.4f",
-            temperature,
+            result["temperature"],
             len(cells),
             result["ece_before"],
             result["ece_after"],

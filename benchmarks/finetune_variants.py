@@ -11,8 +11,9 @@ by macro F1. The variants share the encoder, so their differences are the fine-t
 
 A variant is ``[from_encoder options, train options]``. Appends JSON lines to
 ``benchmarks/results/finetune_variants.jsonl`` (rows without ``task`` are pbmc_3tech; each row
-names the ``class_balance`` its classifier used, rows without it the square-root weights, the
-default then) and prints the means per variant and fold.
+names the ``class_balance`` and ``validation_min_cells`` its classifier used; rows without
+``class_balance`` used the square-root weights, rows without ``validation_min_cells`` 2 unless
+their ``options`` say otherwise, the defaults then) and prints the means per variant and fold.
 """
 
 from __future__ import annotations
@@ -71,9 +72,7 @@ def main(argv=None) -> None:
                     row["macro_f1"] = macro_f1(labels[~ref], values)
                     if name != "linear_probe":
                         row["options"] = variants[name]
-                        row["class_balance"] = variants[name][0].get(
-                            "class_balance", label_transfer.default_class_balance()
-                        )
+                        row.update(label_transfer.recorded_options(*variants[name]))
                     rows.append(row)
                     out.write(json.dumps(row) + "\n")
     means = defaultdict(lambda: defaultdict(list))

@@ -10,8 +10,9 @@ SSLEncoder log-normalised values divided by each gene's standard deviation over 
 
     python benchmarks/input_scaling.py pbmc3tech --seeds 0 1 2 --finetune
 
-Appends JSON lines to ``benchmarks/results/input_scaling.jsonl`` (``class_balance``: the
-classifier's class weights; rows without it used the square-root weights, the default then).
+Appends JSON lines to ``benchmarks/results/input_scaling.jsonl`` (``class_balance`` and
+``validation_min_cells``: the classifier's options; rows without them used the square-root
+weights and 2, the defaults then).
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def main(argv=None) -> None:
                         clf = label_transfer.finetuned_classifier(encoder, data, labels, ref, seed)
                         predicted = np.asarray(clf.predict(indices=np.flatnonzero(~ref)))
                         score(truth, predicted, "finetuned", row)
-                        row["class_balance"] = label_transfer.default_class_balance()
+                        row.update(label_transfer.recorded_options())
                     out.write(json.dumps(row) + "\n")
                     out.flush()
                     print({k: round(v, 3) for k, v in row.items() if isinstance(v, float)})

@@ -266,22 +266,23 @@ def linear_probe(latent: np.ndarray, labels: np.ndarray, ref: np.ndarray, seed: 
     return probe, standardised[~ref]
 
 
-def default_class_balance() -> str:
-    """The class weights ``SSLClassifier`` uses unless told otherwise (recorded with its rows)."""
+def recorded_options(classifier_kwargs=None, train_kwargs=None) -> dict:
+    """The classifier's options recorded with its rows: its class weights (``SSLClassifier``)
+    and the rare types' split (``train``), as given or at their defaults."""
     import inspect
 
     from scssl.model import SSLClassifier
 
-    return inspect.signature(SSLClassifier.__init__).parameters["class_balance"].default
-
-
-def default_validation_min_cells() -> int:
-    """Fewest labelled cells of a type for ``SSLClassifier.train`` to hold some out."""
-    import inspect
-
-    from scssl.model import SSLClassifier
-
-    return inspect.signature(SSLClassifier.train).parameters["validation_min_cells"].default
+    init = inspect.signature(SSLClassifier.__init__).parameters
+    train = inspect.signature(SSLClassifier.train).parameters
+    return {
+        "class_balance": (classifier_kwargs or {}).get(
+            "class_balance", init["class_balance"].default
+        ),
+        "validation_min_cells": (train_kwargs or {}).get(
+            "validation_min_cells", train["validation_min_cells"].default
+        ),
+    }
 
 
 def finetuned_classifier(
@@ -350,8 +351,7 @@ def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
                 calibration=clf.calibration_,
                 finetune_seconds=ft_seconds,
                 pretrain_epochs=pre_epochs,
-                class_balance=default_class_balance(),
-                validation_min_cells=default_validation_min_cells(),
+                **recorded_options(),
             )
         )
     return rows

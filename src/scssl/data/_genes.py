@@ -38,8 +38,10 @@ def highly_variable_genes(
                 adata, flavor=flavor, inplace=False, **options, **extra
             )
             break
-        except ValueError as error:  # skmisc's loess: "reciprocal condition number ..."
-            if "condition number" not in str(error) or attempt == len(spans):
+        except ValueError as error:  # skmisc's loess: "... condition number ...", "... near
+            # singularities ..."
+            singular = any(s in str(error) for s in ("condition number", "singularit"))
+            if not singular or attempt == len(spans):
                 raise
     if batch_key is not None:
         table = table.reindex(adata.var_names)

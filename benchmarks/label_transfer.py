@@ -240,10 +240,13 @@ def _logreg_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
 
 
 def _scvi_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
-    """scVI + kNN, and scANVI from the same scVI model per fold (query labels hidden)."""
+    """scVI + kNN, and scANVI from the same scVI model per fold (query labels hidden), on the
+    2,000 batch-aware HVGs (``seurat_v3`` on counts), as scvi-tools' tutorials select them."""
     from scssl.benchmark import scanvi_model, scvi_model
+    from scssl.data import highly_variable_genes
 
     labels = adata.obs[labels_key].astype(str).to_numpy()
+    adata = adata[:, highly_variable_genes(adata, 2000, batch_key=batch_key)].copy()
     t0 = time.perf_counter()
     scvi = scvi_model(
         adata,
@@ -383,7 +386,7 @@ def _cache_path(group: str, task: str, args) -> Path:
     name = (
         f"{group}_{task}_p{args.pretrain_time.replace(':', '')}_e{args.scvi_epochs}"
         f"_sc{args.scanvi_epochs}_seed{args.seed}_m{args.max_cells}"
-        + (f"_g{args.genes}" if args.genes else "")
+        + (f"_g{args.genes}" if args.genes is not None else "")
         + ".json"
     )
     return Path(args.cache) / name
@@ -564,6 +567,13 @@ def kang_confusion(truth, predicted, out: Path) -> None:
     plt.close("all")
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}; give a number of genes of at least 1")
+    return value
+
+
 def merge(args) -> None:
     """Results JSON + cached groups it lacks -> rewritten JSON, markdown and macro F1 plots."""
     import matplotlib
@@ -574,6 +584,12 @@ def merge(args) -> None:
 
     out = Path(args.out)
     payload = json.loads(out.with_suffix(".json").read_text())
+    recorded = payload.get("args", {}).get("genes")
+    if recorded != args.genes:
+        raise SystemExit(
+            f"{out.with_suffix('.json')} holds rows of --genes {recorded}; merge with "
+            f"--genes {recorded} (got {args.genes}), or rows of two gene sets would mix."
+        )
     rows = payload["rows"]
     have = {(r["task"], r["method"]) for r in rows}
     for task in args.tasks:
@@ -627,7 +643,7 @@ def main() -> None:
     parser.add_argument("--scanvi-epochs", type=int, default=None, help="default: scANVI's own")
     parser.add_argument("--max-cells", type=int, default=None, help="subsample (smoke tests)")
     parser.add_argument(
-        "--genes", type=int, default=None, help="a panel: every method on this many HVGs only"
+        "--genes", type=_positive, default=None, help="every method on this many HVGs only"
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

@@ -1,6 +1,7 @@
 """scssl.data.highly_variable_genes: scanpy's ranking, robust on small batches."""
 
 import numpy as np
+import pytest
 
 from scssl.data import highly_variable_genes
 
@@ -18,8 +19,13 @@ def test_near_singular_loess_on_three_chemistries_is_refitted(shared_file):
     # pbmc_3tech, 500 of 1,767 genes: skmisc's loess fails with "There are other near
     # singularities as well" at span 0.3, a message unlike the Kang one above
     import anndata as ad
+    import scanpy as sc
 
     cells = ad.read_h5ad(shared_file("pbmc_3tech.h5ad"))
+    with pytest.raises(ValueError, match="singularit"):
+        sc.pp.highly_variable_genes(
+            cells, flavor="seurat_v3", n_top_genes=500, batch_key="batch", inplace=False
+        )
     keep = highly_variable_genes(cells, 500, batch_key="batch")
     assert keep.dtype == bool and keep.sum() == 500
 

@@ -22,8 +22,8 @@ def highly_variable_genes(
     values (the scanpy tutorial). With ``batch_key``, genes variable in more batches rank first
     (scanpy's batch-aware selection). With ``n_top_genes`` at least the number of genes, all are
     kept. ``"seurat_v3"`` fits a loess of variance on mean with scanpy's span (0.3); where that
-    fit is singular (small batches with many near-silent genes) it is fitted again with
-    smoother spans (0.5, then 1.0) instead of failing.
+    fit is singular or nearly so (small batches with many near-silent genes, few genes) it is
+    fitted again with smoother spans (0.5, then 1.0) instead of failing.
     """
     import scanpy as sc
 
@@ -38,8 +38,8 @@ def highly_variable_genes(
                 adata, flavor=flavor, inplace=False, **options, **extra
             )
             break
-        except ValueError as error:  # skmisc's loess: "... condition number ...", "... near
-            # singularities ..."
+        except ValueError as error:
+            # skmisc's loess says "reciprocal condition number" or "near singularities"
             singular = any(s in str(error) for s in ("condition number", "singularit"))
             if not singular or attempt == len(spans):
                 raise

@@ -25,8 +25,9 @@ cells only), the target's reference cells labelled.
 
     python benchmarks/pretraining_data.py [--targets kang pbmc3tech] [--seed 0]
 
-Appends one JSON line per configuration to ``benchmarks/results/pretraining_data.jsonl`` and
-rewrites ``pretraining_data.md`` from all lines.
+Appends one JSON line per configuration to ``benchmarks/results/pretraining_data.jsonl`` (with
+the classifier's ``class_balance`` and ``validation_min_cells``; lines without them used the
+square-root class weights) and rewrites ``pretraining_data.md`` from all lines.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ def score(encoder, union, target: str, seed: int, finetune_on: str = "all") -> d
         predicted = np.asarray(clf.predict(indices=query))
         scores["finetuned"][fold] = macro_f1(truth, predicted)
     row = {name: float(np.mean(list(values.values()))) for name, values in scores.items()}
+    row.update(label_transfer.recorded_options())
     return {**row, "folds": scores, "finetune_seconds": time.perf_counter() - t0}
 
 
@@ -172,11 +174,13 @@ def markdown(rows: list[dict]) -> str:
         "",
         "Macro F1 on the target's folds (Kang CTRL -> STIM; pbmc_3tech leave one chemistry out,"
         " mean of 3) by the data the encoder was pretrained on: the target alone, or united "
-        "with the other datasets (equal steps, or the 10-minute default). 2 CPU cores.",
+        "with the other datasets (equal steps, or the 10-minute default). 2 CPU cores. Class "
+        "weights: the classifier's (rows measured before the inverse weights became the "
+        "default used the square root of them).",
         "",
         "| target | config | seed | cells | steps | epochs | pretraining s | kNN | "
-        "linear probe | fine-tuned | fine-tuned on | fine-tuned per fold |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "linear probe | fine-tuned | fine-tuned on | class weights | fine-tuned per fold |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         per_fold = ", ".join(f"{k} {v:.3f}" for k, v in r["folds"]["finetuned"].items())
@@ -184,7 +188,8 @@ def markdown(rows: list[dict]) -> str:
             f"| {r['target']} | {r['config']} | {r['seed']} | {sum(r['datasets'].values()):,} | "
             f"{r['pretrain_steps']} | {r['pretrain_epochs']} | {r['pretrain_seconds']:.0f} | "
             f"{r['knn']:.3f} | {r['linear_probe']:.3f} | {r['finetuned']:.3f} | "
-            f"{r.get('finetune_on', 'all')} cells | {per_fold} |"
+            f"{r.get('finetune_on', 'all')} cells | {r.get('class_balance', 'sqrt')} | "
+            f"{per_fold} |"
         )
     return "\n".join(lines) + "\n"
 

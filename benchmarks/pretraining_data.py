@@ -175,8 +175,9 @@ def markdown(rows: list[dict]) -> str:
         "Macro F1 on the target's folds (Kang CTRL -> STIM; pbmc_3tech leave one chemistry out,"
         " mean of 3) by the data the encoder was pretrained on: the target alone, or united "
         "with the other datasets (equal steps, or the 10-minute default). 2 CPU cores. Class "
-        "weights: the classifier's (rows measured before the inverse weights became the "
-        "default used the square root of them).",
+        "weights `inverse`: the inverse class frequency with `validation_min_cells=10` (the "
+        "current defaults); `sqrt`: its square root, types of two or more labelled cells "
+        "holding some out for validation (the former defaults).",
         "",
         "| target | config | seed | cells | steps | epochs | pretraining s | kNN | "
         "linear probe | fine-tuned | fine-tuned on | class weights | fine-tuned per fold |",

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from scssl.benchmark import accuracy, knn_transfer, macro_f1, pca_embedding
+from scssl.benchmark import accuracy, bootstrap_macro_f1, knn_transfer, macro_f1, pca_embedding
 
 
 def test_knn_transfer_votes_and_confidence():
@@ -21,3 +22,38 @@ def test_macro_f1_and_accuracy():
 def test_pca_baseline_on_real_cells(kang_demo):
     embedding = pca_embedding(kang_demo[:500].copy(), n_comps=20)
     assert embedding.shape == (500, 20)
+
+
+def _noisy_labels(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(list("abcde"), n, p=[0.4, 0.3, 0.2, 0.08, 0.02])
+    guess = np.where(rng.random(n) < 0.8, truth, rng.choice(list("abcdez"), n))
+    return truth, guess
+
+
+def test_bootstrap_macro_f1_scores_each_resample_as_macro_f1():
+    truth, guess = _noisy_labels()
+    scores = bootstrap_macro_f1(truth, {"guess": guess, "truth": truth}, n_resamples=20, seed=3)
+    assert scores.shape == (20, 2)
+    draws = np.random.default_rng(3).integers(0, len(truth), (20, len(truth)))
+    expected = [macro_f1(truth[cells], guess[cells]) for cells in draws]
+    np.testing.assert_allclose(scores["guess"], expected, atol=1e-12)
+    assert (scores["truth"] == 1.0).all()
+    again = bootstrap_macro_f1(truth, {"guess": guess}, n_resamples=20, seed=3)
+    np.testing.assert_array_equal(again["guess"], scores["guess"])
+    assert not np.array_equal(
+        bootstrap_macro_f1(truth, {"guess": guess}, n_resamples=20, seed=4)["guess"],
+        scores["guess"],
+    )
+
+
+def test_bootstrap_macro_f1_is_paired_and_checks_lengths():
+    truth, guess = _noisy_labels()
+    worse = guess.copy()
+    worse[np.flatnonzero(guess == truth)[:10]] = "z"  # ten right answers made wrong
+    scores = bootstrap_macro_f1(truth, {"guess": guess, "worse": worse}, n_resamples=200)
+    # On the same cells the worse prediction never scores higher, although its spread overlaps
+    assert (scores["worse"] <= scores["guess"] + 1e-12).all()
+    assert scores["worse"].max() > scores["guess"].min()
+    with pytest.raises(ValueError, match="'short' has 3 labels for 300 cells"):
+        bootstrap_macro_f1(truth, {"short": guess[:3]})

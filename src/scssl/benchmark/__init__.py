@@ -27,6 +27,7 @@ from ._result import BenchmarkResult, load_results
 from ._runner import run_benchmark
 from .metrics import (
     accuracy,
+    bootstrap_macro_f1,
     expected_calibration_error,
     macro_f1,
     mean_squared_error,
@@ -49,6 +50,7 @@ __all__ = [
     "BenchmarkResult",
     "TaskOption",
     "accuracy",
+    "bootstrap_macro_f1",
     "expected_calibration_error",
     "highly_variable_genes",
     "knn_transfer",

@@ -1,0 +1,68 @@
+"""benchmarks/label_transfer_ci.py on a cache of made-up predictions for the real pbmc_3tech."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "label_transfer_ci.py"
+
+
+@pytest.fixture
+def ci_script(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("label_transfer_ci", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("label_transfer", None)
+
+
+def _write_cache(script, cache: Path, data_dir: Path) -> None:
+    """ssl_finetuned nearly right, pca_knn often wrong (seeds 0 and 1), scvi_knn seed 0 only."""
+    adata, key, _, folds = script.label_transfer.load_task("pbmc3tech", data_dir, None, 0)
+    labels = adata.obs[key].astype(str).to_numpy()
+    rng = np.random.default_rng(0)
+    for seed, groups in ((0, ("ssl", "pca", "scvi")), (1, ("ssl", "pca"))):
+        settings = dict(pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None)
+        settings.update(seed=seed, max_cells=None, genes=None, cache=str(cache))
+        for group in groups:
+            method, error = {"ssl": ("ssl_finetuned", 0.05), "pca": ("pca_knn", 0.3)}.get(
+                group, ("scvi_knn", 0.2)
+            )
+            rows = []
+            for fold, ref in folds:
+                truth = labels[~ref]
+                wrong = rng.random(len(truth)) < error
+                predicted = np.where(wrong, rng.permutation(truth), truth)
+                row = {"task": "pbmc3tech", "fold": fold, "method": method, "n_genes": 1767}
+                rows.append({**row, "_predicted": predicted.tolist()})
+            args = SimpleNamespace(**settings)
+            path = script.label_transfer._cache_path(group, "pbmc3tech", args)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rows))
+
+
+def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_path):
+    data_dir = shared_file("pbmc_3tech.h5ad").parent
+    cache = tmp_path / "cache"
+    _write_cache(ci_script, cache, data_dir)
+    out = tmp_path / "ci"
+    common = ["--task", "pbmc3tech", "--data-dir", str(data_dir), "--cache", str(cache)]
+    ci_script.main([*common, "--seeds", "0", "1", "--resamples", "200", "--out", str(out)])
+    payload = json.loads(out.with_suffix(".json").read_text())
+    assert payload["left_out"] == ["scvi_knn"]
+    (against_pca,) = payload["comparisons"]
+    assert against_pca["against"] == "pca_knn"
+    low, high = against_pca["ratio_95"]
+    assert against_pca["ratio"] > 1 and 1 < low < high
+    assert against_pca["share_ratio_at_least_1"] == 1.0
+    assert set(against_pca["per_fold"]) == {"->3pv1", "->3pv2", "->5p"}
+    text = out.with_suffix(".md").read_text()
+    assert "PCA-50 (1,767 genes) + kNN" in text and "left out: scvi_knn" in text
+    with pytest.raises(SystemExit, match="No cached predictions of ssl_finetuned"):
+        ci_script.main([*common, "--seeds", "0", "2", "--out", str(out)])

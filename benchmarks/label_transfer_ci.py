@@ -10,8 +10,10 @@ difference with its interval, and the share of resamples in which the ratio reac
 (the bar of the benchmark); per fold, the difference and its interval.
 
 Predictions come from the benchmark's cache (``benchmarks/label_transfer.py --run GROUP TASK
---seed S``, with the same settings), which the results JSON does not keep. A method is compared
-over the seeds cached for all of ``--seeds``; the others are listed as left out::
+--seed S``, with the same settings), which the results JSON does not keep; the script keeps them
+in ``label_transfer_{task}[_panel{genes}]_predictions.json.gz`` beside its results, and
+``--saved`` reads them from there instead (no cache needed). A method is compared over the seeds
+cached for all of ``--seeds``; the others are listed as left out::
 
     python benchmarks/label_transfer_ci.py --task pbmc3tech --seeds 0 1 2
     python benchmarks/label_transfer_ci.py --task kang --seeds 0 1 --scvi-epochs 100 \\
@@ -24,6 +26,7 @@ method named when it is not the fine-tuned classifier).
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -37,20 +40,40 @@ import label_transfer
 TASK_NAMES = {"kang": "Kang CTRL -> STIM", "pbmc3tech": "pbmc_3tech, leave one chemistry out"}
 
 
-def cached_predictions(args) -> tuple[dict, list[dict]]:
-    """``{(method, seed): {fold: predicted labels of the fold's query}}`` from the cache, and
-    the cached rows without their predictions."""
-    predictions, rows = {}, []
+def saved_predictions_path(args) -> Path:
+    """Where the predictions read from the cache are kept with the results."""
+    panel = f"_panel{args.genes}" if args.genes is not None else ""
+    return Path(args.results) / f"label_transfer_{args.task}{panel}_predictions.json.gz"
+
+
+def cached_rows(args) -> list[dict]:
+    """The cached rows of ``args.seeds`` (with ``seed`` and ``_predicted``), which are also
+    written to :func:`saved_predictions_path`; with ``--saved``, the rows written there."""
+    saved = saved_predictions_path(args)
+    kept = json.loads(gzip.decompress(saved.read_bytes())) if saved.exists() else []
+    if args.saved:
+        return [row for row in kept if row["seed"] in args.seeds]
+    rows = []
     for seed in args.seeds:
         settings = SimpleNamespace(**{**vars(args), "seed": seed, "max_cells": None})
         for group in label_transfer.METHOD_GROUPS:
             path = label_transfer._cache_path(group, args.task, settings)
-            if not path.exists():
-                continue
-            for row in json.loads(path.read_text()):
-                by_fold = predictions.setdefault((row["method"], seed), {})
-                by_fold[row["fold"]] = np.asarray(row.pop("_predicted"))
-                rows.append(row)
+            if path.exists():
+                rows += [{**row, "seed": seed} for row in json.loads(path.read_text())]
+    if rows:  # the cached seeds replace their kept rows; other seeds' rows stay
+        kept = [row for row in kept if row["seed"] not in args.seeds] + rows
+        saved.write_bytes(gzip.compress(json.dumps(kept).encode(), mtime=0))
+    return rows
+
+
+def cached_predictions(args) -> tuple[dict, list[dict]]:
+    """``{(method, seed): {fold: predicted labels of the fold's query}}``, and the rows
+    without their predictions."""
+    predictions, rows = {}, []
+    for row in cached_rows(args):
+        by_fold = predictions.setdefault((row["method"], row["seed"]), {})
+        by_fold[row["fold"]] = np.asarray(row.pop("_predicted"))
+        rows.append(row)
     return predictions, rows
 
 
@@ -64,9 +87,11 @@ def bootstrap(args) -> dict:
     methods = sorted({method for method, _ in predictions})
     complete = [m for m in methods if all((m, s) in predictions for s in args.seeds)]
     if args.method not in complete:
+        source = saved_predictions_path(args) if args.saved else args.cache
         raise SystemExit(
-            f"No cached predictions of {args.method} for seeds {args.seeds} in {args.cache}: "
-            "run benchmarks/label_transfer.py --run GROUP TASK --seed S with these settings."
+            f"No predictions of {args.method} for seeds {args.seeds} in {source}: run "
+            "benchmarks/label_transfer.py --run GROUP TASK --seed S with these settings"
+            + (", then this script without --saved." if args.saved else ", or use --saved.")
         )
     resampled, observed, per_fold = {}, {}, {}
     for index, (fold, ref) in enumerate(folds):
@@ -167,6 +192,12 @@ def main(argv=None) -> None:
     parser.add_argument("--scvi-epochs", type=int, default=None)
     parser.add_argument("--scanvi-epochs", type=int, default=None)
     parser.add_argument("--genes", type=int, default=None)
+    parser.add_argument("--results", default=str(label_transfer.RESULTS))
+    parser.add_argument(
+        "--saved",
+        action="store_true",
+        help="read the predictions kept in --results instead of the cache",
+    )
     parser.add_argument("--out", default=None, help="default: see above")
     args = parser.parse_args(argv)
     result = bootstrap(args)
@@ -174,7 +205,7 @@ def main(argv=None) -> None:
     name = f"label_transfer_{args.task}"
     name += f"_panel{args.genes}" if args.genes is not None else ""
     name += "_ci" + (f"_{args.method}" if args.method != "ssl_finetuned" else "")
-    out = Path(args.out or label_transfer.RESULTS / name)
+    out = Path(args.out or Path(args.results) / name)
     payload = {"args": vars(args), "observed": result["observed"], "comparisons": rows}
     payload["left_out"] = result["left_out"]
     out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,6 +54,7 @@ def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_pat
     _write_cache(ci_script, cache, data_dir)
     out = tmp_path / "ci"
     common = ["--task", "pbmc3tech", "--data-dir", str(data_dir), "--cache", str(cache)]
+    common += ["--results", str(tmp_path)]
     ci_script.main([*common, "--seeds", "0", "1", "--resamples", "200", "--out", str(out)])
     payload = json.loads(out.with_suffix(".json").read_text())
     assert payload["left_out"] == ["scvi_knn"]
@@ -64,5 +66,11 @@ def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_pat
     assert set(against_pca["per_fold"]) == {"->3pv1", "->3pv2", "->5p"}
     text = out.with_suffix(".md").read_text()
     assert "PCA-50 (1,767 genes) + kNN" in text and "left out: scvi_knn" in text
-    with pytest.raises(SystemExit, match="No cached predictions of ssl_finetuned"):
+    with pytest.raises(SystemExit, match="No predictions of ssl_finetuned"):
         ci_script.main([*common, "--seeds", "0", "2", "--out", str(out)])
+    # the predictions kept beside the results give the same answer without the cache
+    shutil.rmtree(cache)
+    again = tmp_path / "again"
+    saved = ["--seeds", "0", "1", "--resamples", "200", "--saved", "--out", str(again)]
+    ci_script.main([*common, *saved])
+    assert json.loads(again.with_suffix(".json").read_text())["comparisons"] == [against_pca]

@@ -9,9 +9,11 @@ DataFrames are matched by cell and protein names).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import sparse, stats
 from sklearn.metrics import accuracy_score, f1_score
 
@@ -23,17 +25,32 @@ def macro_f1(y_true, y_pred) -> float:
     return float(f1_score(y_true, y_pred, labels=np.unique(y_true), average="macro"))
 
 
-def bootstrap_macro_f1(
-    y_true, predictions: dict, n_resamples: int = 1000, seed: int = 0
-) -> pd.DataFrame:
-    """Macro F1 of each prediction on bootstrap resamples of the cells (a paired bootstrap).
+def _stratified_resamples(y_true, n_resamples: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Cell indices of ``n_resamples`` bootstrap resamples stratified by label.
 
-    Resample ``i`` draws ``len(y_true)`` cells with replacement
-    (``np.random.default_rng(seed).integers(0, n, (n_resamples, n))[i]``) and scores every
-    prediction on those same cells, as :func:`macro_f1` does (over the classes present in the
-    resample). The spread of a difference or ratio of two columns is then the uncertainty of
-    that comparison that comes from the finite set of cells scored, the paired comparison
-    being much tighter than either score's own spread.
+    Each resample draws, with replacement, as many cells of each label as ``y_true`` has, so
+    every label keeps its count: a label of one or two cells is never dropped from a resample,
+    which would change which labels a macro average runs over.
+    """
+    labels = np.asarray(y_true).astype(str)
+    members = [np.flatnonzero(labels == label) for label in np.unique(labels)]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_resamples):
+        yield np.concatenate([rng.choice(cells, len(cells)) for cells in members])
+
+
+def bootstrap_macro_f1(
+    y_true, predictions: Mapping[str, ArrayLike], n_resamples: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """Macro F1 of each prediction on the same bootstrap resamples of the cells.
+
+    Each resample draws, with replacement, as many cells of each true label as ``y_true`` has
+    (stratified: a label of one or two cells is never dropped from a resample), and every
+    prediction is scored on the same cells of each resample, as :func:`macro_f1` scores it
+    (over the true labels). The spread of a difference or ratio of two columns is the
+    uncertainty of that comparison that comes from the finite set of cells scored; it is usually
+    narrower than either column's own spread. It leaves out the spread between trainings
+    (seeds): score each seed's predictions as a column of its own for that.
 
     Parameters
     ----------
@@ -46,30 +63,30 @@ def bootstrap_macro_f1(
 
     Returns
     -------
-    Resamples x predictions.
+    One row per resample, one column per key of ``predictions``.
 
     """
-    classes, truth = np.unique(np.asarray(y_true).astype(str), return_inverse=True)
+    y_true = np.asarray(y_true).astype(str)
+    if y_true.ndim != 1 or len(y_true) == 0:
+        raise ValueError(f"y_true must be a non-empty 1-d array of labels, got {y_true.shape}.")
+    classes, truth = np.unique(y_true, return_inverse=True)
     n, k = len(truth), len(classes)
     coded = {}
     for name, y_pred in predictions.items():
         y_pred = np.asarray(y_pred).astype(str)
-        if len(y_pred) != n:
-            raise ValueError(f"Prediction {name!r} has {len(y_pred)} labels for {n} cells.")
+        if y_pred.shape != (n,):
+            raise ValueError(f"Prediction {name!r} has shape {y_pred.shape}; expected ({n},).")
         position = np.minimum(np.searchsorted(classes, y_pred), k - 1)
         coded[name] = np.where(classes[position] == y_pred, position, k)  # k: not a true class
-    draws = np.random.default_rng(seed).integers(0, n, (n_resamples, n))
+    support = np.bincount(truth, minlength=k)  # the same in every stratified resample
     scores = {name: np.empty(n_resamples) for name in coded}
-    for i, cells in enumerate(draws):
-        support = np.bincount(truth[cells], minlength=k)
-        present = support > 0
+    for i, cells in enumerate(_stratified_resamples(y_true, n_resamples, seed)):
         for name, pred in coded.items():
             predicted = np.bincount(pred[cells], minlength=k + 1)[:k]
             hits = cells[truth[cells] == pred[cells]]
             true_positives = np.bincount(truth[hits], minlength=k)
             # F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (support + predicted)
-            f1 = 2 * true_positives[present] / (support[present] + predicted[present])
-            scores[name][i] = f1.mean()
+            scores[name][i] = np.mean(2 * true_positives / (support + predicted))
     return pd.DataFrame(scores)
 
 

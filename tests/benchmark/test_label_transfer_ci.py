@@ -10,6 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from scssl.benchmark import macro_f1
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "label_transfer_ci.py"
 
 
@@ -28,13 +30,16 @@ def _write_cache(script, cache: Path, data_dir: Path) -> None:
     adata, key, _, folds = script.label_transfer.load_task("pbmc3tech", data_dir, None, 0)
     labels = adata.obs[key].astype(str).to_numpy()
     rng = np.random.default_rng(0)
-    for seed, groups in ((0, ("ssl", "pca", "scvi")), (1, ("ssl", "pca"))):
+    for seed, groups in ((0, ("ssl", "pca", "scvi", "logreg")), (1, ("ssl", "pca", "logreg"))):
         settings = dict(pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None)
         settings.update(seed=seed, max_cells=None, genes=None, cache=str(cache))
         for group in groups:
-            method, error = {"ssl": ("ssl_finetuned", 0.05), "pca": ("pca_knn", 0.3)}.get(
-                group, ("scvi_knn", 0.2)
-            )
+            method, error = {
+                "ssl": ("ssl_finetuned", 0.05),
+                "pca": ("pca_knn", 0.3),
+                "scvi": ("scvi_knn", 0.2),
+                "logreg": ("logreg", 0.1),
+            }[group]
             rows = []
             for fold, ref in folds:
                 truth = labels[~ref]
@@ -42,6 +47,10 @@ def _write_cache(script, cache: Path, data_dir: Path) -> None:
                 predicted = np.where(wrong, rng.permutation(truth), truth)
                 row = {"task": "pbmc3tech", "fold": fold, "method": method, "n_genes": 1767}
                 rows.append({**row, "_predicted": predicted.tolist()})
+                if group == "ssl":  # the same predictions under a second name
+                    rows.append({**rows[-1], "method": "ssl_linear_probe"})
+            if group == "logreg":
+                rows = rows[1:]  # one fold missing: left out
             args = SimpleNamespace(**settings)
             path = script.label_transfer._cache_path(group, "pbmc3tech", args)
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -57,15 +66,29 @@ def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_pat
     common += ["--results", str(tmp_path)]
     ci_script.main([*common, "--seeds", "0", "1", "--resamples", "200", "--out", str(out)])
     payload = json.loads(out.with_suffix(".json").read_text())
-    assert payload["left_out"] == ["scvi_knn"]
-    (against_pca,) = payload["comparisons"]
-    assert against_pca["against"] == "pca_knn"
+    assert payload["left_out"] == ["logreg", "scvi_knn"]
+    twin, against_pca = payload["comparisons"]
+    assert twin["against"] == "ssl_linear_probe" and against_pca["against"] == "pca_knn"
+    assert twin["ratio_95"] == [1.0, 1.0] and twin["difference_95"] == [0.0, 0.0]
+    # the observed score is the tables' mean over folds and seeds
+    adata, key, _, folds = ci_script.label_transfer.load_task("pbmc3tech", data_dir, None, 0)
+    labels = adata.obs[key].astype(str).to_numpy()
+    scores = []
+    for seed in (0, 1):
+        settings = SimpleNamespace(
+            pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None, seed=seed
+        )
+        settings.__dict__.update(max_cells=None, genes=None, cache=str(cache))
+        path = ci_script.label_transfer._cache_path("pca", "pbmc3tech", settings)
+        for row, (_, ref) in zip(json.loads(path.read_text()), folds, strict=True):
+            scores.append(macro_f1(labels[~ref], row["_predicted"]))
+    assert payload["observed"]["pca_knn"] == pytest.approx(np.mean(scores))
     low, high = against_pca["ratio_95"]
     assert against_pca["ratio"] > 1 and 1 < low < high
     assert against_pca["share_ratio_at_least_1"] == 1.0
     assert set(against_pca["per_fold"]) == {"->3pv1", "->3pv2", "->5p"}
     text = out.with_suffix(".md").read_text()
-    assert "PCA-50 (1,767 genes) + kNN" in text and "left out: scvi_knn" in text
+    assert "PCA-50 (1,767 genes) + kNN" in text and "left out: logreg, scvi_knn" in text
     with pytest.raises(SystemExit, match="No predictions of ssl_finetuned"):
         ci_script.main([*common, "--seeds", "0", "2", "--out", str(out)])
     # the predictions kept beside the results give the same answer without the cache
@@ -73,4 +96,4 @@ def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_pat
     again = tmp_path / "again"
     saved = ["--seeds", "0", "1", "--resamples", "200", "--saved", "--out", str(again)]
     ci_script.main([*common, *saved])
-    assert json.loads(again.with_suffix(".json").read_text())["comparisons"] == [against_pca]
+    assert json.loads(again.with_suffix(".json").read_text())["comparisons"] == [twin, against_pca]

@@ -43,10 +43,14 @@ import label_transfer
 TASK_NAMES = {"kang": "Kang CTRL -> STIM", "pbmc3tech": "pbmc_3tech, leave one chemistry out"}
 
 
+def _stem(args) -> str:
+    """``label_transfer_{task}[_panel{genes}]``: the start of this task's result files."""
+    return f"label_transfer_{args.task}" + (f"_panel{args.genes}" if args.genes is not None else "")
+
+
 def saved_predictions_path(args) -> Path:
     """Where the predictions read from the cache are kept with the results."""
-    panel = f"_panel{args.genes}" if args.genes is not None else ""
-    return Path(args.results) / f"label_transfer_{args.task}{panel}_predictions.json.gz"
+    return Path(args.results) / f"{_stem(args)}_predictions.json.gz"
 
 
 def cached_rows(args) -> list[dict]:
@@ -99,7 +103,7 @@ def bootstrap(args) -> dict:
             "benchmarks/label_transfer.py --run GROUP TASK --seed S with these settings"
             + (", then this script without --saved." if args.saved else ", or use --saved.")
         )
-    resampled, observed, per_fold = {}, {}, {}
+    observed, per_fold = {}, {}
     for index, (fold, ref) in enumerate(folds):
         truth = labels[~ref]
         named = {f"{m}|{s}": predictions[m, s][fold] for m in complete for s in args.seeds}
@@ -108,11 +112,10 @@ def bootstrap(args) -> dict:
             columns = [f"{method}|{s}" for s in args.seeds]
             fold_scores = scores[columns].mean(axis=1).to_numpy()
             per_fold.setdefault(method, {})[fold] = fold_scores
-            resampled[method] = resampled.get(method, 0) + fold_scores / len(folds)
             fold_observed = np.mean([macro_f1(truth, named[c]) for c in columns])
             observed.setdefault(method, {})[fold] = fold_observed
     return {
-        "resampled": resampled,
+        "resampled": {m: np.mean(list(v.values()), axis=0) for m, v in per_fold.items()},
         "per_fold": per_fold,
         "observed": {m: float(np.mean(list(v.values()))) for m, v in observed.items()},
         "observed_per_fold": observed,
@@ -209,9 +212,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     result = bootstrap(args)
     rows = comparisons(result, args.method)
-    name = f"label_transfer_{args.task}"
-    name += f"_panel{args.genes}" if args.genes is not None else ""
-    name += "_ci" + (f"_{args.method}" if args.method != "ssl_finetuned" else "")
+    name = _stem(args) + "_ci" + (f"_{args.method}" if args.method != "ssl_finetuned" else "")
     out = Path(args.out or Path(args.results) / name)
     payload = {"args": vars(args), "observed": result["observed"], "comparisons": rows}
     payload["left_out"] = result["left_out"]

@@ -63,6 +63,11 @@ NAMES = {
     "scanvi": "scANVI",
     "logreg": "logistic regression (2,000 HVGs, C tuned)",
 }
+TITLES = {
+    "kang": "Kang PBMC, CTRL -> STIM",
+    "pbmc3tech": "pbmc_3tech, leave one chemistry out (mean of 3 folds)",
+    "kang2pbmc3tech": "Kang (both conditions) -> pbmc_3tech (three chemistries), shared genes",
+}
 SSL_ROWS = ("ssl_finetuned", "ssl_linear_probe", "ssl_knn", "ssl_knn_cosine")
 
 
@@ -103,6 +108,9 @@ def load_task(
     elif task == "pbmc3tech":
         adata = ad.read_h5ad(data_dir / "pbmc_3tech.h5ad")
         batch_key = "batch"
+    elif task == "kang2pbmc3tech":
+        adata = kang_and_pbmc3tech(data_dir)
+        batch_key = "batch"
     else:
         raise ValueError(task)
     if max_cells is not None and adata.n_obs > max_cells:
@@ -113,12 +121,64 @@ def load_task(
         adata = hvg_cells(adata, batch_key, genes)
     if task == "kang":
         folds = [("CTRL->STIM", (adata.obs["stim"] == "CTRL").to_numpy())]
+    elif task == "kang2pbmc3tech":
+        folds = [("Kang->pbmc_3tech", (adata.obs["study"] == "Kang").to_numpy())]
     else:
         folds = [
             (f"->{b}", (adata.obs[batch_key] != b).to_numpy())
             for b in sorted(adata.obs[batch_key].unique())
         ]
     return adata, "cell_type", batch_key, folds
+
+
+#: Kang's cell types under pbmc_3tech's names; "T activated" (CD4 or CD8) is left out.
+KANG_AS_PBMC3TECH = {
+    "B": "B",
+    "B Activated": "B",
+    "CD14 Mono": "Mono_CD14",
+    "CD16 Mono": "Mono_CD16",
+    "CD4 Memory T": "T_CD4",
+    "CD4 Naive T": "T_CD4",
+    "CD8 T": "T_CD8",
+    "DC": "DC",
+    "pDC": "DC",
+    "Mk": "MK",
+    "NK": "NK",
+    "Eryth": "Eryth",
+}
+
+
+def kang_and_pbmc3tech(data_dir: Path):
+    """Kang (both conditions) and pbmc_3tech on their shared genes, for annotating one study
+    from another: Kang's labels renamed to pbmc_3tech's (``KANG_AS_PBMC3TECH``; its activated T
+    cells left out, its erythrocytes kept, a type the query lacks), pbmc_3tech's three HSCs
+    left out (no type of Kang's); ``batch`` is Kang's condition or pbmc_3tech's chemistry,
+    ``study`` the dataset."""
+    import anndata as ad
+
+    import scssl
+
+    kang = scssl.datasets.kang_ifnb_pbmc(data_dir / "kang_ifnb_pbmc.h5ad")
+    kang = kang[kang.obs["cell_type"].astype(str).isin(list(KANG_AS_PBMC3TECH))]
+    tech = ad.read_h5ad(data_dir / "pbmc_3tech.h5ad")
+    tech = tech[tech.obs["cell_type"].astype(str) != "HSC"]
+    genes = kang.var_names.intersection(tech.var_names)
+    parts = {}
+    for study, part, batch, labels in (
+        (
+            "Kang",
+            kang,
+            "Kang " + kang.obs["stim"].astype(str),
+            kang.obs["cell_type"].astype(str).map(KANG_AS_PBMC3TECH),
+        ),
+        ("pbmc_3tech", tech, tech.obs["batch"].astype(str), tech.obs["cell_type"].astype(str)),
+    ):
+        cells = ad.AnnData(
+            part[:, genes].X.copy(), obs=part.obs[[]].copy(), var=part.var[[]].loc[genes]
+        )
+        cells.obs["cell_type"], cells.obs["batch"], cells.obs["study"] = labels, batch, study
+        parts[study] = cells
+    return ad.concat(parts, index_unique="-")
 
 
 def exploration_task(task: str, data_dir: Path):
@@ -464,11 +524,7 @@ def markdown(summary: list[dict], rows: list[dict], args) -> str:
     for task in dict.fromkeys(s["task"] for s in summary):
         sel = sorted([s for s in summary if s["task"] == task], key=lambda s: -s["macro_f1"])
         task_rows = [r for r in rows if r["task"] == task]
-        title = (
-            "Kang PBMC, CTRL -> STIM"
-            if task == "kang"
-            else "pbmc_3tech, leave one chemistry out (mean of 3 folds)"
-        )
+        title = TITLES[task]
         lines += [
             f"## {title}",
             "",

@@ -40,7 +40,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import label_transfer
 
-TASK_NAMES = {"kang": "Kang CTRL -> STIM", "pbmc3tech": "pbmc_3tech, leave one chemistry out"}
+TASK_NAMES = {
+    "kang": "Kang CTRL -> STIM",
+    "pbmc3tech": "pbmc_3tech, leave one chemistry out",
+    "kang2pbmc3tech": "Kang -> pbmc_3tech (another study)",
+}
 
 
 def _stem(args) -> str:

@@ -6,6 +6,9 @@ Tasks
   stimulated cells; ``cell_type``. Batch = ``stim``.
 - ``pbmc3tech``: PBMCs of three 10x chemistries, leave one chemistry out (reference = the other
   two); ``cell_type``. Batch = ``batch``. Scores are averaged over the three folds.
+- ``kang2pbmc3tech``: another study as the reference: Kang's cells (both conditions) annotate
+  pbmc_3tech's, on their shared genes, labels renamed to pbmc_3tech's
+  (:func:`kang_and_pbmc3tech`). Batch = Kang's condition or pbmc_3tech's chemistry.
 
 Methods
 -------

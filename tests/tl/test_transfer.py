@@ -1,3 +1,5 @@
+import warnings
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -168,6 +170,7 @@ def test_classifier_method_trains_the_workflow_without_a_model(ref_query):
     assert ((confidence > 0) & (confidence <= 1)).all()
     params = annotated.uns["cell_type_pred"]["params"]
     assert params["pretrain_time"] == "00:00:00:03" and params["batch_key"] == "stim"
+    assert 0 <= annotated.uns["cell_type_pred"]["knn_agreement"] <= 1
     with pytest.raises(ValueError, match="labelled reference"):
         scssl.tl.transfer_labels(query, None, labels_key="cell_type", method="classifier")
 
@@ -226,3 +229,19 @@ def test_each_key_keeps_its_uns_and_options_are_keyword_only():
     assert query.uns["w_pred"]["params"]["key_added"] == "w"
     with pytest.raises(TypeError, match="positional"):
         scssl.tl.transfer_labels(query, reference, "label", use_rep="X")
+
+
+def test_knn_agreement_warns_when_the_classifier_and_knn_disagree():
+    from scssl.tl._transfer import check_knn_agreement
+
+    knn = np.array(["B", "T", "T", "NK", "B"] * 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert check_knn_agreement(knn.copy(), knn) == 1.0
+        most = knn.copy()
+        most[:4] = "Mono"  # 16 of 20 agree: 0.8, not below
+        assert check_knn_agreement(most, knn) == pytest.approx(0.8)
+    fewer = knn.copy()
+    fewer[:5] = "Mono"
+    with pytest.warns(UserWarning, match=r"only 75% of the query cells.*method='knn'"):
+        assert check_knn_agreement(fewer, knn) == pytest.approx(0.75)

@@ -2,6 +2,7 @@
 
 from ._label_transfer import (
     DEFAULT_PRETRAIN_TIME,
+    finetune_classifier,
     pretrain_encoder,
     query_positions,
     train_classifier,
@@ -18,6 +19,7 @@ __all__ = [
     "SSLClassifier",
     "SSLEncoder",
     "SSLProteinPredictor",
+    "finetune_classifier",
     "pretrain_encoder",
     "query_positions",
     "train_classifier",

@@ -81,7 +81,7 @@ def train_classifier(
     3. An :class:`SSLClassifier` from it, fine-tuned on the reference labels with the pretext
        on every cell and a batch adversary (:meth:`SSLClassifier.train`'s defaults).
 
-    Steps 1 and 2 are :func:`pretrain_encoder`.
+    Steps 1 and 2 are :func:`pretrain_encoder`, step 3 :func:`finetune_classifier`.
 
     Parameters
     ----------
@@ -106,6 +106,23 @@ def train_classifier(
 
     """
     encoder = pretrain_encoder(reference, query, labels_key, seed=seed, **pretrain_options)
+    return finetune_classifier(
+        encoder, seed=seed, classifier_kwargs=classifier_kwargs, train_kwargs=train_kwargs
+    )
+
+
+def finetune_classifier(
+    encoder: SSLEncoder,
+    *,
+    seed: int = 0,
+    classifier_kwargs: dict | None = None,
+    train_kwargs: dict | None = None,
+) -> SSLClassifier:
+    """Step 3 of :func:`train_classifier`: fine-tune a classifier from a pretrained encoder.
+
+    The encoder comes from :func:`pretrain_encoder`; the reference labels train the classifier,
+    the query cells stay unlabelled.
+    """
     scvi.settings.seed = seed
     classifier = SSLClassifier.from_encoder(
         encoder, encoder.adata, LABELS, **(classifier_kwargs or {})
@@ -171,8 +188,11 @@ def pretrain_encoder(
     return encoder
 
 
-def query_positions(classifier: SSLClassifier) -> np.ndarray:
-    """Positions of the query cells in a classifier trained by :func:`train_classifier`."""
-    labels = classifier.adata.obs[LABELS].astype(str).to_numpy()
-    names = classifier.adata.obs_names.astype(str)
+def query_positions(model: SSLClassifier | SSLEncoder) -> np.ndarray:
+    """Positions of the query cells in a model of :func:`train_classifier`.
+
+    Also for an encoder of :func:`pretrain_encoder`.
+    """
+    labels = model.adata.obs[LABELS].astype(str).to_numpy()
+    names = model.adata.obs_names.astype(str)
     return np.flatnonzero((labels == DEFAULT_UNLABELED) & names.str.endswith("-query"))

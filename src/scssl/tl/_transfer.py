@@ -104,9 +104,8 @@ def transfer_labels(
         Share of the (weighted) neighbour vote, or the calibrated probability, of the label.
     ``query.uns[f"{key_added}_pred"]``
         ``params``; ``k`` and ``search`` (``"exact"``, ``"pynndescent"``) for ``"knn"``;
-        ``share_unknown``, the share of cells marked ``"Unknown"``; for a classifier trained
-        here, ``knn_agreement``: the share of query cells on which it agrees with zero-shot kNN
-        on its pretrained embedding (a warning below 0.8: see *Label transfer*).
+        ``share_unknown``, the share of cells marked ``"Unknown"``; a classifier trained here
+        adds ``knn_agreement``, its agreement with zero-shot kNN (warning below 0.8).
 
     """
     voting = (k, weights, metric)

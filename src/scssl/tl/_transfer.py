@@ -176,8 +176,10 @@ def check_knn_agreement(classifier_labels: np.ndarray, knn_labels: np.ndarray) -
             f"for only {agreement:.0%} of the query cells ({MIN_KNN_AGREEMENT:.0%} or more on "
             "every dataset we measured). The query probably lies away from the reference in "
             "the embedding (another study or technology), where a linear classifier "
-            "extrapolates and can be confidently wrong. Prefer method='knn' with the pretrained "
-            "encoder (scssl.model.pretrain_encoder), and check the labels against marker genes.",
+            "extrapolates and can be confidently wrong. Pretrain without batch centering "
+            "(scssl.model.train_classifier(..., encoder_kwargs={'batch_centering': False})), "
+            "or vote with kNN on the pretrained encoder (method='knn'; see 'Label transfer' in "
+            "the docs), and check the labels against marker genes.",
             UserWarning,
             stacklevel=3,
         )

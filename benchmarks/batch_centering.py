@@ -1,0 +1,90 @@
+"""Label transfer with the workflow's encoder pretrained without batch centering.
+
+The label-transfer benchmark's scssl group (``benchmarks/label_transfer.py``: an SSLEncoder on
+the task's 2,000 batch-aware HVGs, all cells, no labels, 10 minutes at most; then kNN, the
+linear probe and the fine-tuned classifier per fold) with one change: ``batch_centering=False``
+(the batch stays registered, so fine-tuning keeps its batch adversary). Compare with that
+benchmark's rows of the same task and seed, which pretrain with batch centering::
+
+    python benchmarks/batch_centering.py pbmc3tech --seeds 0 1 2
+    python benchmarks/batch_centering.py kang2pbmc3tech --seeds 0 1
+
+Appends one JSON line per fold to ``benchmarks/results/batch_centering.jsonl``: macro F1 of
+``ssl_knn`` (Euclidean), ``ssl_knn_cosine``, ``ssl_linear_probe`` and ``ssl_finetuned``, the
+share of query cells on which the classifier and Euclidean kNN agree, the classifier's
+per-class F1, and seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).parents[1]
+SHARED = ROOT / ".." / "shared" / "data"
+
+
+def fold_row(task, seed, fold, encoder, data, latent, labels, ref) -> dict:
+    """kNN (both distances), linear probe and fine-tuned classifier of one fold."""
+    import label_transfer
+
+    from scssl.benchmark import knn_transfer, macro_f1, per_class_f1
+
+    truth = labels[~ref]
+    row = {"task": task, "seed": seed, "fold": fold, "batch_centering": False}
+    knn, _ = knn_transfer(latent[ref], labels[ref], latent[~ref])
+    cosine, _ = knn_transfer(latent[ref], labels[ref], latent[~ref], metric="cosine")
+    row["ssl_knn"], row["ssl_knn_cosine"] = macro_f1(truth, knn), macro_f1(truth, cosine)
+    probe, query_features = label_transfer.linear_probe(latent, labels, ref, seed)
+    row["ssl_linear_probe"] = macro_f1(truth, probe.predict(query_features))
+    t0 = time.perf_counter()
+    classifier = label_transfer.finetuned_classifier(encoder, data, labels, ref, seed)
+    finetuned = classifier.predict(indices=np.flatnonzero(~ref))
+    row["finetune_seconds"] = time.perf_counter() - t0
+    row["ssl_finetuned"] = macro_f1(truth, finetuned)
+    row["knn_agreement"] = float(np.mean(finetuned == knn))
+    row["finetuned_per_class_f1"] = per_class_f1(truth, finetuned)
+    return row
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("task", choices=["kang", "pbmc3tech", "kang2pbmc3tech"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--data-dir", default=str(SHARED))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks/results/batch_centering.jsonl"))
+    args = parser.parse_args(argv)
+    import scvi
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import label_transfer
+
+    from scssl.model import SSLEncoder
+
+    adata, labels, batch_key, folds = label_transfer.exploration_task(
+        args.task, Path(args.data_dir)
+    )
+    for seed in args.seeds:
+        scvi.settings.seed = seed
+        data = label_transfer.hvg_cells(adata, batch_key)
+        SSLEncoder.setup_anndata(data, batch_key=batch_key)
+        encoder = SSLEncoder(data, batch_centering=False)
+        t0 = time.perf_counter()
+        encoder.train(max_time="00:00:10:00", enable_progress_bar=False)
+        seconds, epochs = time.perf_counter() - t0, len(encoder.history["train_loss"])
+        latent = encoder.get_latent_representation()
+        for fold, ref in folds:
+            row = fold_row(args.task, seed, fold, encoder, data, latent, labels, ref)
+            row.update(pretrain_seconds=seconds, pretrain_epochs=epochs)
+            print(json.dumps({k: v for k, v in row.items() if k != "finetuned_per_class_f1"}))
+            with open(args.out, "a") as out:
+                out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,13 @@ import scvi
 
 import scssl
 from scssl.benchmark import macro_f1
-from scssl.model import TRANSFER_LABELS_KEY, query_positions, train_classifier, transfer_data
+from scssl.model import (
+    TRANSFER_LABELS_KEY,
+    query_positions,
+    reference_positions,
+    train_classifier,
+    transfer_data,
+)
 
 SMALL = {"n_hidden": (64,), "n_latent": 16}
 
@@ -56,6 +62,7 @@ def test_train_classifier_annotates_the_query(ref_query):
     )
     positions = query_positions(classifier)
     assert len(positions) == query.n_obs
+    np.testing.assert_array_equal(reference_positions(classifier), np.arange(reference.n_obs))
     assert classifier.adata.n_vars == 500
     predicted = classifier.predict(indices=positions)
     assert set(predicted) <= set(reference.obs["cell_type"].astype(str))
@@ -77,5 +84,7 @@ def test_pretrain_encoder_on_the_reference_alone(ref_query):
         encoder_kwargs=SMALL,
     )
     assert encoder.is_trained and encoder.adata.shape == (500, 300)
+    np.testing.assert_array_equal(reference_positions(encoder), np.arange(500))
+    assert len(query_positions(encoder)) == 0
     assert encoder.summary_stats.n_batch == 1  # reference alone: one batch, none registered
     assert (encoder.adata.obs[TRANSFER_LABELS_KEY] != "Unknown").all()

@@ -5,6 +5,7 @@ from ._label_transfer import (
     finetune_classifier,
     pretrain_encoder,
     query_positions,
+    reference_positions,
     train_classifier,
     transfer_data,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "finetune_classifier",
     "pretrain_encoder",
     "query_positions",
+    "reference_positions",
     "train_classifier",
     "transfer_data",
 ]

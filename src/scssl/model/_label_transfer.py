@@ -188,6 +188,17 @@ def pretrain_encoder(
     return encoder
 
 
+def reference_positions(model: SSLClassifier | SSLEncoder) -> np.ndarray:
+    """Positions of the labelled reference cells in a model of :func:`train_classifier`.
+
+    Also for an encoder of :func:`pretrain_encoder`.
+    """
+    labels = model.adata.obs[LABELS].astype(str).to_numpy()
+    names = model.adata.obs_names.astype(str)
+    reference = names.str.endswith("-reference") if names.str.endswith("-query").any() else True
+    return np.flatnonzero((labels != DEFAULT_UNLABELED) & reference)
+
+
 def query_positions(model: SSLClassifier | SSLEncoder) -> np.ndarray:
     """Positions of the query cells in a model of :func:`train_classifier`.
 

@@ -40,12 +40,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 import label_transfer
 
-TASK_NAMES = {
-    "kang": "Kang CTRL -> STIM",
-    "pbmc3tech": "pbmc_3tech, leave one chemistry out",
-    "kang2pbmc3tech": "Kang -> pbmc_3tech (another study)",
-}
-
 
 def _stem(args) -> str:
     """``label_transfer_{task}[_panel{genes}]``: the start of this task's result files."""
@@ -165,7 +159,7 @@ def markdown(rows: list[dict], result: dict, args) -> str:
 
     genes = f", {args.genes} genes" if args.genes is not None else ""
     lines = [
-        f"# How sure is the comparison? {TASK_NAMES[args.task]}{genes}",
+        f"# How sure is the comparison? {label_transfer.TITLES[args.task]}{genes}",
         "",
         f"{name(args.method)}: macro F1 {mine:.3f} (mean over "
         f"folds and seeds {args.seeds}). Paired bootstrap over each fold's query cells, "
@@ -196,7 +190,7 @@ def markdown(rows: list[dict], result: dict, args) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=list(TASK_NAMES), required=True)
+    parser.add_argument("--task", choices=list(label_transfer.TITLES), required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--method", default="ssl_finetuned")
     parser.add_argument("--resamples", type=int, default=2000)

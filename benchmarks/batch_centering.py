@@ -64,19 +64,15 @@ def main(argv=None) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     import label_transfer
 
-    from scssl.model import SSLEncoder
-
     adata, labels, batch_key, folds = label_transfer.exploration_task(
         args.task, Path(args.data_dir)
     )
     for seed in args.seeds:
         scvi.settings.seed = seed
-        data = label_transfer.hvg_cells(adata, batch_key)
-        SSLEncoder.setup_anndata(data, batch_key=batch_key)
-        encoder = SSLEncoder(data, batch_centering=False)
-        t0 = time.perf_counter()
-        encoder.train(max_time="00:00:10:00", enable_progress_bar=False)
-        seconds, epochs = time.perf_counter() - t0, len(encoder.history["train_loss"])
+        data, encoder, seconds = label_transfer.pretrained_encoder(
+            adata, batch_key, batch_centering=False
+        )
+        epochs = len(encoder.history["train_loss"])
         latent = encoder.get_latent_representation()
         for fold, ref in folds:
             row = fold_row(args.task, seed, fold, encoder, data, latent, labels, ref)

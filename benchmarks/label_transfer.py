@@ -199,10 +199,10 @@ def exploration_task(task: str, data_dir: Path):
     return adata, adata.obs[labels_key].astype(str).to_numpy(), batch_key, folds
 
 
-def pretrained_encoder(adata, batch_key: str, max_time: str = "00:00:10:00"):
-    """scssl's pretraining in this benchmark: an SSLEncoder with its defaults on the 2,000
-    batch-aware HVGs of all cells, trained for at most ``max_time`` (scvi-tools' epoch
-    heuristic caps it; the seed is ``scvi.settings.seed``).
+def pretrained_encoder(adata, batch_key: str, max_time: str = "00:00:10:00", **encoder_kwargs):
+    """scssl's pretraining in this benchmark: an SSLEncoder with its defaults (or
+    ``encoder_kwargs`` over them) on the 2,000 batch-aware HVGs of all cells, trained for at
+    most ``max_time`` (scvi-tools' epoch heuristic caps it; the seed is ``scvi.settings.seed``).
 
     Returns the HVG AnnData, the encoder and the seconds of its training.
     """
@@ -210,7 +210,7 @@ def pretrained_encoder(adata, batch_key: str, max_time: str = "00:00:10:00"):
 
     data = hvg_cells(adata, batch_key)
     SSLEncoder.setup_anndata(data, batch_key=batch_key)
-    encoder = SSLEncoder(data)
+    encoder = SSLEncoder(data, **encoder_kwargs)
     t0 = time.perf_counter()
     encoder.train(max_time=max_time, enable_progress_bar=False)
     return data, encoder, time.perf_counter() - t0

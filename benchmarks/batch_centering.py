@@ -8,11 +8,13 @@ benchmark's rows of the same task and seed, which pretrain with batch centering:
 
     python benchmarks/batch_centering.py pbmc3tech --seeds 0 1 2
     python benchmarks/batch_centering.py kang2pbmc3tech --seeds 0 1
+    python benchmarks/batch_centering.py kang --seeds 0 1 --genes 500
 
 Appends one JSON line per fold to ``benchmarks/results/batch_centering.jsonl``: macro F1 of
 ``ssl_knn`` (Euclidean), ``ssl_knn_cosine``, ``ssl_linear_probe`` and ``ssl_finetuned``, the
 share of query cells on which the classifier and Euclidean kNN agree, the classifier's
-per-class F1, and seconds.
+per-class F1, and seconds. ``--genes N``: every step on the task's N batch-aware most variable
+genes, as the benchmark's ``--genes``.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("task", choices=["kang", "pbmc3tech", "kang2pbmc3tech"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--genes", type=int, default=None, help="as label_transfer.py --genes")
     parser.add_argument("--data-dir", default=str(SHARED))
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/batch_centering.jsonl"))
     args = parser.parse_args(argv)
@@ -65,7 +68,7 @@ def main(argv=None) -> None:
     import label_transfer
 
     adata, labels, batch_key, folds = label_transfer.exploration_task(
-        args.task, Path(args.data_dir)
+        args.task, Path(args.data_dir), args.genes
     )
     for seed in args.seeds:
         scvi.settings.seed = seed
@@ -77,6 +80,8 @@ def main(argv=None) -> None:
         for fold, ref in folds:
             row = fold_row(args.task, seed, fold, encoder, data, latent, labels, ref)
             row.update(pretrain_seconds=seconds, pretrain_epochs=epochs)
+            if args.genes is not None:
+                row["genes"] = args.genes
             print(json.dumps({k: v for k, v in row.items() if k != "finetuned_per_class_f1"}))
             with open(args.out, "a") as out:
                 out.write(json.dumps(row) + "\n")

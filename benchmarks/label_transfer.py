@@ -19,11 +19,13 @@ on its embedding, Euclidean; ``ssl_knn_cosine`` with the cosine distance),
 ``ssl_linear_probe`` (logistic regression on the frozen, standardised
 embedding, C chosen on a stratified 20% of the reference) and ``ssl_finetuned``
 (``SSLClassifier.from_encoder(encoder, reference + unlabelled query).train()``: semi-supervised
-fine-tuning, temperature-calibrated). Baselines users would pick instead: ``pca_knn`` (PCA-50 of
-2,000 HVGs, all cells), ``scvi_knn`` (scVI with the batch and its default epochs), both kNN
-also with the cosine distance (``*_cosine``), ``scanvi``
-(from that scVI model with its defaults, query cells unlabelled), ``logreg`` (logistic
-regression on the reference's 2,000 HVGs, C chosen on a stratified 20% of the reference).
+fine-tuning, temperature-calibrated); ``scssl.model.train_classifier`` differs in one option,
+its pretraining without batch centering (``benchmarks/batch_centering.py`` measures that).
+Baselines users would pick instead: ``pca_knn`` (PCA-50 of 2,000 HVGs, all cells),
+``scvi_knn`` (scVI with the batch and its default epochs), both kNN also with the cosine
+distance (``*_cosine``), ``scanvi`` (from that scVI model with its defaults, query cells
+unlabelled), ``logreg`` (logistic regression on the reference's 2,000 HVGs, C chosen on a
+stratified 20% of the reference).
 Metrics: macro F1 over the query's cell types, accuracy, per-class F1, expected calibration
 error (ECE, 15 bins) of the predicted label's probability (the vote share for kNN).
 
@@ -184,9 +186,10 @@ def kang_and_pbmc3tech(data_dir: Path):
     return ad.concat(parts, index_unique="-")
 
 
-def exploration_task(task: str, data_dir: Path):
+def exploration_task(task: str, data_dir: Path, genes: int | None = None):
     """The start of a script that explores one part of this benchmark: 2 threads, no data-loader
-    workers, warnings off, and the task's AnnData (all cells), labels, batch key and folds."""
+    workers, warnings off, and the task's AnnData (all cells; ``genes``: as ``--genes``),
+    labels, batch key and folds."""
     import warnings
 
     import scvi
@@ -195,7 +198,7 @@ def exploration_task(task: str, data_dir: Path):
     torch.set_num_threads(2)
     scvi.settings.dl_num_workers = 0
     warnings.filterwarnings("ignore")
-    adata, labels_key, batch_key, folds = load_task(task, data_dir, None, 0)
+    adata, labels_key, batch_key, folds = load_task(task, data_dir, None, 0, genes)
     return adata, adata.obs[labels_key].astype(str).to_numpy(), batch_key, folds
 
 

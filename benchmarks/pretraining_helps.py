@@ -3,10 +3,11 @@
 The study's central claim on pbmc_3tech (1,200 PBMCs of three 10x chemistries), leave one
 chemistry out: reference = two chemistries, query = the third. For each held-out chemistry an
 SSLEncoder is pretrained without labels on all of its cells (reference + query, as
-:func:`scssl.model.train_classifier` does: all 1,767 genes, batch = chemistry, batch
-centering) for ``--pretrain-epochs`` epochs. Then, for each seed and share of labelled
-reference cells (10%, 30%, 100%; a stratified sample, at least one cell per type; the other
-reference cells stay in as unlabelled cells), three classifiers are scored on the query by
+:func:`scssl.model.pretrain_encoder` does with its defaults: all 1,767 genes, batch =
+chemistry, batch centering; ``train_classifier`` turns the centering off) for
+``--pretrain-epochs`` epochs. Then, for each seed and share of labelled reference cells (10%,
+30%, 100%; a stratified sample, at least one cell per type; the other reference cells stay in
+as unlabelled cells), three classifiers are scored on the query by
 macro F1:
 
 - ``pretrained``: ``SSLClassifier.from_encoder(encoder, cells).train()`` with its defaults

@@ -243,6 +243,6 @@ def test_knn_agreement_warns_when_the_classifier_and_knn_disagree():
         assert check_knn_agreement(most, knn) == pytest.approx(0.8)
     fewer = knn.copy()
     fewer[:5] = "Mono"
-    advice = r"only 75% of the query cells.*batch_centering.*method='knn'"
+    advice = r"only 75% of the query cells.*pretrain_encoder.*method='knn'"
     with pytest.warns(UserWarning, match=advice):
         assert check_knn_agreement(fewer, knn) == pytest.approx(0.75)

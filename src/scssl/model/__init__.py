@@ -1,6 +1,7 @@
 """scvi-tools model classes."""
 
 from ._label_transfer import (
+    CLASSIFIER_ENCODER_KWARGS,
     DEFAULT_PRETRAIN_TIME,
     finetune_classifier,
     pretrain_encoder,
@@ -15,6 +16,7 @@ from ._ssl_encoder import SSLEncoder
 from ._ssl_protein import SSLProteinPredictor
 
 __all__ = [
+    "CLASSIFIER_ENCODER_KWARGS",
     "DEFAULT_PRETRAIN_TIME",
     "TRANSFER_LABELS_KEY",
     "SSLClassifier",

@@ -170,6 +170,7 @@ def test_classifier_method_trains_the_workflow_without_a_model(ref_query):
     assert ((confidence > 0) & (confidence <= 1)).all()
     params = annotated.uns["cell_type_pred"]["params"]
     assert params["pretrain_time"] == "00:00:00:03" and params["batch_key"] == "stim"
+    assert params["encoder_kwargs"] == {"batch_centering": False}  # the workflow's pretraining
     assert 0 <= annotated.uns["cell_type_pred"]["knn_agreement"] <= 1
     with pytest.raises(ValueError, match="labelled reference"):
         scssl.tl.transfer_labels(query, None, labels_key="cell_type", method="classifier")

@@ -6,6 +6,8 @@ gain is on the *Label transfer* docs page.
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -26,7 +28,7 @@ LABELS, BATCH = "_scssl_labels", "_scssl_batch"
 #: with another study as the reference, centering shifted one study's cell types against the
 #: other's and the fine-tuned classifier collapsed in one of two seeds (macro F1 0.41; 0.89
 #: without). Zero-shot kNN keeps centering (:func:`pretrain_encoder`'s default), which helped it.
-CLASSIFIER_ENCODER_KWARGS = {"batch_centering": False}
+CLASSIFIER_ENCODER_KWARGS = MappingProxyType({"batch_centering": False})
 
 
 def transfer_data(

@@ -176,12 +176,38 @@ def test_classifier_method_trains_the_workflow_without_a_model(ref_query):
         scssl.tl.transfer_labels(query, None, labels_key="cell_type", method="classifier")
 
 
+def test_knn_method_pretrains_an_encoder_without_a_model(ref_query):
+    reference, query = ref_query
+    state = _deep_state(reference)
+    annotated = scssl.tl.transfer_labels(
+        query,
+        reference,
+        labels_key="cell_type",
+        metric="cosine",
+        batch_key="stim",
+        pretrain_time="00:00:00:03",
+        copy=True,
+    )
+    _assert_same(reference, state)
+    predicted = annotated.obs["cell_type_pred"].astype(str)
+    assert set(predicted) <= set(reference.obs["cell_type"].astype(str))
+    confidence = annotated.obs["cell_type_confidence"].to_numpy()
+    assert ((confidence >= 1 / 5) & (confidence <= 1)).all()  # share of 5 votes
+    uns = annotated.uns["cell_type_pred"]
+    assert uns["k"] == 5 and uns["search"] == "exact"
+    params = uns["params"]
+    assert params["model"] == "SSLEncoder (trained by pretrain_encoder)"
+    assert params["encoder_kwargs"] is None and params["metric"] == "cosine"  # centring kept
+    with pytest.raises(ValueError, match="labelled reference"):
+        scssl.tl.transfer_labels(query, None, labels_key="cell_type")
+
+
 def test_transfer_labels_errors(trained_model, ref_query):
     reference, query = ref_query
     with pytest.raises(KeyError, match="labels_key"):
         scssl.tl.transfer_labels(query, reference, labels_key="celltype", model=trained_model)
-    with pytest.raises(ValueError, match=r"model= .* or use_rep"):
-        scssl.tl.transfer_labels(query, reference, labels_key="cell_type")
+    with pytest.raises(KeyError, match="labels_key"):  # before any training
+        scssl.tl.transfer_labels(query, reference, labels_key="celltype")
     with pytest.raises(KeyError, match="use_rep"):
         scssl.tl.transfer_labels(query, reference, labels_key="cell_type", use_rep="X_nope")
     with pytest.raises(ValueError, match="method"):

@@ -60,9 +60,11 @@ def transfer_labels(
     """Annotate query cells from a labelled reference, with a confidence per cell.
 
     ``method="knn"`` (zero-shot): each query cell takes the label that wins the vote of its
-    ``k`` nearest reference cells in ``model``'s embedding (or ``.obsm[use_rep]``), and the
-    winning share of the vote as confidence. ``method="classifier"``: the labels and calibrated
-    probabilities of an :class:`scssl.model.SSLClassifier`; without ``model``, one is trained by
+    ``k`` nearest reference cells in ``model``'s embedding (or ``.obsm[use_rep]``; without
+    either, an encoder pretrained on reference + query by
+    :func:`scssl.model.pretrain_encoder`), and the winning share of the vote as confidence.
+    ``method="classifier"``: the labels and calibrated probabilities of an
+    :class:`scssl.model.SSLClassifier`; without ``model``, one is trained by
     :func:`scssl.model.train_classifier` (the best-measured workflow, see *Label transfer*).
     The reference is never modified; genes are aligned to the model's vocabulary (Ensembl ID or
     symbol), so query and reference may have different gene panels.
@@ -78,8 +80,8 @@ def transfer_labels(
         Column of ``reference.obs`` with the labels.
     model
         ``"knn"``: a trained :class:`scssl.model.SSLEncoder` (or classifier) to embed both
-        datasets, unless ``use_rep`` is given. ``"classifier"``: an ``SSLClassifier``, or
-        ``None`` to train one.
+        datasets, unless ``use_rep`` is given; ``None`` (and no ``use_rep``) to pretrain one
+        on both. ``"classifier"``: an ``SSLClassifier``, or ``None`` to train one.
     use_rep
         Key of ``.obsm`` holding an embedding of both datasets, used instead of ``model``.
     method
@@ -93,8 +95,8 @@ def transfer_labels(
         Larger references use an approximate pynndescent index; smallest share of the model's
         genes that must be found in each dataset.
     batch_key, pretrain_time
-        Training a classifier (``model=None``): column of both ``obs`` with each cell's batch
-        (``None``: reference and query are the batches), and the pretraining time.
+        Training (``model=None``): column of both ``obs`` with each cell's batch (``None``:
+        reference and query are the batches), and the pretraining time.
     copy
         Return an annotated copy of ``query`` instead of writing into it.
 
@@ -114,62 +116,78 @@ def transfer_labels(
     """
     voting = (k, weights, metric)
     params = _checked_params(model, labels_key, use_rep, method, voting, key_added, min_confidence)
-    if method == "knn":
-        predicted, confidence, classes, report = _vote(
+    if model is None and (method == "classifier" or use_rep is None):
+        training = (batch_key, pretrain_time, exact_max_cells)
+        result = _train_and_predict(method, query, reference, labels_key, training, voting, params)
+    elif method == "knn":
+        result = _vote(
             query, reference, labels_key, model, use_rep, voting, exact_max_cells, min_overlap
         )
-    elif model is None:
-        predicted, confidence, classes, report = _train_and_classify(
-            query, reference, labels_key, batch_key, pretrain_time, params
-        )
     else:
-        predicted, confidence, classes, report = _classify(query, model, min_overlap)
+        result = _classify(query, model, min_overlap)
     query = query.copy() if copy else query
-    key = key_added or labels_key
-    _write(query, key, predicted, confidence, classes, min_confidence, params, report)
+    _write(query, key_added or labels_key, result, min_confidence, params)
     return query if copy else None
 
 
-def _train_and_classify(query, reference, labels_key, batch_key, pretrain_time, params: dict):
-    """``_classify`` with a classifier trained as :func:`scssl.model.train_classifier` does.
+def _train_and_predict(method, query, reference, labels_key, training, voting, params: dict):
+    """Predictions of a model trained here on reference + query (``model=None``).
 
-    The report adds the classifier's agreement with zero-shot kNN on the pretrained embedding.
-    """
-    trained, zero_shot = _train(query, reference, labels_key, batch_key, pretrain_time, params)
-    predicted, confidence, classes, report = _classify(
-        query, trained, positions=query_positions(trained)
-    )
-    report["knn_agreement"] = check_knn_agreement(predicted, zero_shot)
-    return predicted, confidence, classes, report
-
-
-def _train(query, reference, labels_key, batch_key, pretrain_time, params: dict):
-    """An SSLClassifier trained as :func:`scssl.model.train_classifier` does.
-
-    Also returns the query's zero-shot kNN labels on the pretrained embedding (before
-    fine-tuning); ``params`` record the training.
+    ``"knn"``: the vote in the embedding of an encoder of :func:`scssl.model.pretrain_encoder`
+    (its defaults: batch centering). ``"classifier"``: an SSLClassifier trained as
+    :func:`scssl.model.train_classifier` does; the report adds its agreement with zero-shot kNN
+    on the pretrained embedding. ``training``: ``(batch_key, pretrain_time, exact_max_cells)``;
+    ``voting``: ``(k, weights, metric)``. ``params`` record the training.
     """
     if reference is None:
-        raise ValueError('method="classifier" needs model= or a labelled reference to train on.')
+        raise ValueError(f'method="{method}" needs a labelled reference to train on.')
+    batch_key, pretrain_time, exact_max_cells = training
+    logger.info(
+        "Pretraining an SSLEncoder on reference + query for at most %s; pass model= or use_rep= "
+        "to reuse an embedding instead.",
+        pretrain_time,
+    )
+    encoder_kwargs = dict(CLASSIFIER_ENCODER_KWARGS) if method == "classifier" else None
     encoder = pretrain_encoder(
         reference,
         query,
         labels_key,
         batch_key=batch_key,
         pretrain_time=pretrain_time,
-        encoder_kwargs=dict(CLASSIFIER_ENCODER_KWARGS),
+        encoder_kwargs=encoder_kwargs,
     )
+    params.update(batch_key=batch_key, pretrain_time=pretrain_time, encoder_kwargs=encoder_kwargs)
+    if method == "knn":
+        params["model"] = "SSLEncoder (trained by pretrain_encoder)"
+        k, weights, metric = voting
+        vote = _zero_shot_vote(
+            encoder, k=k, weights=weights, metric=metric, exact_max_cells=exact_max_cells
+        )
+        return vote.predicted, vote.confidence, vote.classes, {"k": vote.k, "search": vote.search}
+    zero_shot = _zero_shot_vote(encoder).predicted
+    model = finetune_classifier(encoder)
+    params["model"] = "SSLClassifier (trained by train_classifier)"
+    predicted, confidence, classes, report = _classify(
+        query, model, positions=query_positions(model)
+    )
+    report["knn_agreement"] = check_knn_agreement(predicted, zero_shot)
+    return predicted, confidence, classes, report
+
+
+def _zero_shot_vote(encoder, **voting):
+    """The query cells' kNN vote of the labelled reference cells, in an encoder's embedding.
+
+    The encoder comes from ``pretrain_encoder``; ``voting``: options of ``knn_vote``.
+    """
     latent = encoder.get_latent_representation()
     labels = encoder.adata.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
     reference_cells = reference_positions(encoder)
-    zero_shot = knn_vote(
-        latent[reference_cells], labels[reference_cells], latent[query_positions(encoder)]
-    ).predicted
-    model = finetune_classifier(encoder)
-    params.update(model="SSLClassifier (trained by train_classifier)", batch_key=batch_key)
-    params["encoder_kwargs"] = dict(CLASSIFIER_ENCODER_KWARGS)
-    params["pretrain_time"] = pretrain_time
-    return model, zero_shot
+    return knn_vote(
+        latent[reference_cells],
+        labels[reference_cells],
+        latent[query_positions(encoder)],
+        **voting,
+    )
 
 
 def check_knn_agreement(classifier_labels: np.ndarray, knn_labels: np.ndarray) -> float:
@@ -277,8 +295,6 @@ def _reference_labels(reference: AnnData | None, labels_key: str, model, use_rep
             f"labels_key={labels_key!r} is not a column of reference.obs (columns: "
             f"{list(reference.obs.columns)})."
         )
-    if model is None and use_rep is None:
-        raise ValueError("Pass model= (to embed both datasets) or use_rep= (an .obsm key).")
     labels = reference.obs[labels_key]
     labelled = labels.notna().to_numpy()
     if not labelled.any():
@@ -304,8 +320,12 @@ def _embedding(adata: AnnData, model, use_rep: str | None, role: str, min_overla
     return model.get_latent_representation(aligned)
 
 
-def _write(query, key, predicted, confidence, classes, min_confidence, params, report) -> None:
-    """Write ``obs[f"{key}_pred"]`` (categorical), ``obs[f"{key}_confidence"]`` and ``uns``."""
+def _write(query, key, result, min_confidence, params) -> None:
+    """Write ``obs[f"{key}_pred"]`` (categorical), ``obs[f"{key}_confidence"]`` and ``uns``.
+
+    ``result``: predicted labels, confidences, classes and the report for ``uns``.
+    """
+    predicted, confidence, classes, report = result
     categories = [str(c) for c in classes]
     if min_confidence is not None:
         predicted = np.where(confidence < min_confidence, UNKNOWN, predicted)

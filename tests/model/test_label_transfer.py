@@ -40,6 +40,21 @@ def test_transfer_data_keeps_shared_genes_and_hides_the_query_labels(ref_query):
     assert set(without_batch.obs["_scssl_batch"]) == {"reference", "query"}
 
 
+def test_transfer_data_keeps_reference_cells_without_a_label_as_unlabelled(ref_query):
+    reference, query = ref_query
+    reference.obs["cell_type"] = reference.obs["cell_type"].astype(object)
+    reference.obs.iloc[:10, reference.obs.columns.get_loc("cell_type")] = np.nan
+    with pytest.warns(UserWarning, match="10 reference cells have no label"):
+        cells = transfer_data(reference, query, "cell_type")
+    labels = cells.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
+    assert (labels[:10] == "Unknown").all() and (labels[10:500] != "Unknown").all()
+    reference.obs["cell_type"] = np.nan
+    with pytest.raises(ValueError, match="no labelled cell"):
+        transfer_data(reference, query, "cell_type")
+    with pytest.raises(KeyError, match="labels_key='celltype'"):
+        transfer_data(reference, query, "celltype")
+
+
 def test_transfer_data_without_shared_genes_says_so(ref_query):
     reference, query = ref_query
     query.var_names = [f"other{i}" for i in range(query.n_vars)]

@@ -6,6 +6,7 @@ gain is on the *Label transfer* docs page.
 
 from __future__ import annotations
 
+import warnings
 from types import MappingProxyType
 
 import anndata as ad
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scvi
 
-from scssl.data import check_obs_column, expression_matrix, highly_variable_genes
+from scssl.data import expression_matrix, highly_variable_genes
 
 from ._ssl_classifier import DEFAULT_UNLABELED, SSLClassifier
 from ._ssl_encoder import SSLEncoder
@@ -31,6 +32,31 @@ LABELS, BATCH = "_scssl_labels", "_scssl_batch"
 CLASSIFIER_ENCODER_KWARGS = MappingProxyType({"batch_centering": False})
 
 
+def reference_labels(reference: ad.AnnData, labels_key: str, stacklevel: int = 2) -> pd.Series:
+    """The reference's labels, ``NaN`` for its cells without one (with a warning).
+
+    Raises a clear error when ``labels_key`` is not a column or no cell has a label.
+    ``stacklevel`` of the warning counts from this function's caller.
+    """
+    if labels_key not in reference.obs:
+        raise KeyError(
+            f"labels_key={labels_key!r} is not a column of reference.obs (columns: "
+            f"{list(reference.obs.columns)})."
+        )
+    labels = reference.obs[labels_key]
+    missing = labels.isna().to_numpy()
+    if missing.all():
+        raise ValueError(f"reference.obs[{labels_key!r}] has no labelled cell.")
+    if missing.any():
+        warnings.warn(
+            f"{int(missing.sum())} reference cells have no label (NaN in "
+            f"reference.obs[{labels_key!r}]); they are treated as unlabelled cells.",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return labels
+
+
 def transfer_data(
     reference: ad.AnnData,
     query: ad.AnnData | None,
@@ -41,11 +67,11 @@ def transfer_data(
 ) -> ad.AnnData:
     """Reference and query cells in one AnnData of counts on their shared genes.
 
-    ``obs["_scssl_labels"]`` holds the reference labels (the query's are unlabeled) and
-    ``obs["_scssl_batch"]`` each cell's batch: ``batch_key`` when both have it, otherwise
-    ``"reference"`` and ``"query"``. The inputs are not modified.
+    ``obs["_scssl_labels"]`` holds the reference labels (the query's, and reference cells
+    without a label, are unlabeled) and ``obs["_scssl_batch"]`` each cell's batch: ``batch_key``
+    when both have it, otherwise ``"reference"`` and ``"query"``. The inputs are not modified.
     """
-    check_obs_column(reference, labels_key, "labels_key")
+    labels = reference_labels(reference, labels_key, stacklevel=3)  # user -> pretrain_encoder
     parts = {"reference": reference} if query is None else {"reference": reference, "query": query}
     shared = reference.var_names
     for part in parts.values():
@@ -61,7 +87,11 @@ def transfer_data(
         view = part[:, shared]
         obs = pd.DataFrame(index=part.obs_names.astype(str))
         reference_part = name == "reference"
-        obs[LABELS] = part.obs[labels_key].astype(str) if reference_part else DEFAULT_UNLABELED
+        obs[LABELS] = (
+            labels.astype(object).where(labels.notna(), DEFAULT_UNLABELED).astype(str).to_numpy()
+            if reference_part
+            else DEFAULT_UNLABELED
+        )
         obs[BATCH] = part.obs[batch_key].astype(str).to_numpy() if use_batch else name
         pieces[name] = ad.AnnData(X=expression_matrix(view, layer), obs=obs, var=view.var[[]])
     combined = ad.concat(pieces, index_unique="-" if query is not None else None)

@@ -18,6 +18,7 @@ from scssl.model import (
     finetune_classifier,
     pretrain_encoder,
     query_positions,
+    reference_labels,
     reference_positions,
 )
 
@@ -60,30 +61,29 @@ def transfer_labels(
     """Annotate query cells from a labelled reference, with a confidence per cell.
 
     ``method="knn"`` (zero-shot): each query cell takes the label that wins the vote of its
-    ``k`` nearest reference cells in ``model``'s embedding (or ``.obsm[use_rep]``; without
-    either, an encoder pretrained on reference + query by
-    :func:`scssl.model.pretrain_encoder`), and the winning share of the vote as confidence.
+    ``k`` nearest reference cells, and the winning share of the vote as confidence.
     ``method="classifier"``: the labels and calibrated probabilities of an
-    :class:`scssl.model.SSLClassifier`; without ``model``, one is trained by
-    :func:`scssl.model.train_classifier` (the best-measured workflow, see *Label transfer*).
-    The reference is never modified; genes are aligned to the model's vocabulary (Ensembl ID or
-    symbol), so query and reference may have different gene panels.
+    :class:`scssl.model.SSLClassifier`. The reference is never modified. With a model, genes
+    are aligned to its vocabulary (Ensembl ID or symbol), so the two may have different gene
+    panels; training here (see ``model``) uses the gene names both share.
 
     Parameters
     ----------
     query
         Cells to annotate.
     reference
-        Labelled cells (``reference.obs[labels_key]``); cells with a missing label are ignored.
-        ``None`` for ``method="classifier"``.
+        Labelled cells (``reference.obs[labels_key]``; cells without a label do not vote).
+        ``None`` only with a trained classifier as ``model``.
     labels_key
         Column of ``reference.obs`` with the labels.
     model
         ``"knn"``: a trained :class:`scssl.model.SSLEncoder` (or classifier) to embed both
-        datasets, unless ``use_rep`` is given; ``None`` (and no ``use_rep``) to pretrain one
-        on both. ``"classifier"``: an ``SSLClassifier``, or ``None`` to train one.
+        datasets, unless ``use_rep`` is given; ``None`` (and no ``use_rep``): one pretrained
+        on both by :func:`scssl.model.pretrain_encoder`. ``"classifier"``: an
+        ``SSLClassifier``, or ``None``: one trained by :func:`scssl.model.train_classifier`
+        (the best-measured workflow, see *Label transfer*).
     use_rep
-        Key of ``.obsm`` holding an embedding of both datasets, used instead of ``model``.
+        ``"knn"``: key of ``.obsm`` with an embedding of both datasets, used instead of ``model``.
     method
         ``"knn"`` or ``"classifier"``.
     k, weights, metric
@@ -95,7 +95,7 @@ def transfer_labels(
         Larger references use an approximate pynndescent index; smallest share of the model's
         genes that must be found in each dataset.
     batch_key, pretrain_time
-        Training (``model=None``): column of both ``obs`` with each cell's batch (``None``:
+        Training here (see ``model``): column of both ``obs`` with each cell's batch (``None``:
         reference and query are the batches), and the pretraining time.
     copy
         Return an annotated copy of ``query`` instead of writing into it.
@@ -111,7 +111,8 @@ def transfer_labels(
     ``query.uns[f"{key_added}_pred"]``
         ``params``; ``k`` and ``search`` (``"exact"``, ``"pynndescent"``) for ``"knn"``;
         ``share_unknown``, the share of cells marked ``"Unknown"``; a classifier trained here
-        adds ``knn_agreement``, its agreement with zero-shot kNN (warning below 0.8).
+        adds ``knn_agreement``, its agreement with zero-shot kNN (warning below 0.8); training
+        adds ``batch_key``, ``pretrain_time`` and ``encoder_kwargs`` to ``params``.
 
     """
     voting = (k, weights, metric)
@@ -139,15 +140,18 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     on the pretrained embedding. ``training``: ``(batch_key, pretrain_time, exact_max_cells)``;
     ``voting``: ``(k, weights, metric)``. ``params`` record the training.
     """
+    reuse = "model= or use_rep= (an embedding)" if method == "knn" else "model= (a classifier)"
     if reference is None:
-        raise ValueError(f'method="{method}" needs a labelled reference to train on.')
+        raise ValueError(
+            f'method="{method}" needs a labelled reference to train on, or {reuse} to reuse.'
+        )
     batch_key, pretrain_time, exact_max_cells = training
     logger.info(
-        "Pretraining an SSLEncoder on reference + query for at most %s; pass model= or use_rep= "
-        "to reuse an embedding instead.",
+        "Pretraining an SSLEncoder on reference + query for at most %s; pass %s to reuse one.",
         pretrain_time,
+        reuse,
     )
-    encoder_kwargs = dict(CLASSIFIER_ENCODER_KWARGS) if method == "classifier" else None
+    encoder_kwargs = dict(CLASSIFIER_ENCODER_KWARGS) if method == "classifier" else {}
     encoder = pretrain_encoder(
         reference,
         query,
@@ -182,6 +186,7 @@ def _zero_shot_vote(encoder, **voting):
     latent = encoder.get_latent_representation()
     labels = encoder.adata.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
     reference_cells = reference_positions(encoder)
+    _check_k(voting.get("k", 5), len(reference_cells), stacklevel=4)
     return knn_vote(
         latent[reference_cells],
         labels[reference_cells],
@@ -202,10 +207,10 @@ def check_knn_agreement(classifier_labels: np.ndarray, knn_labels: np.ndarray) -
             f"for only {agreement:.0%} of the query cells (88-99% in every fold we measured, "
             "also with another study as the reference). The query probably lies away from "
             "the reference in the embedding, where a linear classifier extrapolates and can "
-            "be confidently wrong. Vote with kNN on an encoder of "
-            "scssl.model.pretrain_encoder (batch centering on; method='knn', see 'When the "
-            "reference is another study' in the docs), and check both labels against marker "
-            "genes.",
+            "be confidently wrong. Vote with kNN on an encoder pretrained with batch "
+            "centering: transfer_labels(query, reference, labels_key=..., method='knn') "
+            "without model= does it (see 'When the reference is another study' in the docs), "
+            "and check both labels against marker genes.",
             UserWarning,
             stacklevel=4,
         )
@@ -259,7 +264,7 @@ def _vote(query, reference, labels_key, model, use_rep, voting, exact_max_cells,
     ``voting``: ``(k, weights, metric)``.
     """
     k, weights, metric = voting
-    labels = _reference_labels(reference, labels_key, model, use_rep)
+    labels = _reference_labels(reference, labels_key)
     labelled = labels.notna().to_numpy()
     ref_embedding = _embedding(reference, model, use_rep, "reference", min_overlap)
     query_embedding = _embedding(query, model, use_rep, "query", min_overlap)
@@ -268,13 +273,7 @@ def _vote(query, reference, labels_key, model, use_rep, voting, exact_max_cells,
             f"The reference embedding has {ref_embedding.shape[1]} dimensions and the "
             f"query's {query_embedding.shape[1]}; embed both with the same model."
         )
-    if k > labelled.sum():
-        warnings.warn(
-            f"k={k} exceeds the {labelled.sum()} labelled reference cells; using "
-            f"k={labelled.sum()}.",
-            UserWarning,
-            stacklevel=3,
-        )
+    _check_k(k, int(labelled.sum()), stacklevel=3)
     vote = knn_vote(
         ref_embedding[labelled],
         labels.to_numpy()[labelled],
@@ -287,25 +286,20 @@ def _vote(query, reference, labels_key, model, use_rep, voting, exact_max_cells,
     return vote.predicted, vote.confidence, vote.classes, {"k": vote.k, "search": vote.search}
 
 
-def _reference_labels(reference: AnnData | None, labels_key: str, model, use_rep) -> pd.Series:
+def _check_k(k: int, n_labelled: int, stacklevel: int) -> None:
+    """Warn that ``k`` will be clamped to the labelled reference cells (``knn_vote`` does it)."""
+    if k > n_labelled:
+        warnings.warn(
+            f"k={k} exceeds the {n_labelled} labelled reference cells; using k={n_labelled}.",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
+def _reference_labels(reference: AnnData | None, labels_key: str) -> pd.Series:
     if reference is None:
         raise ValueError('method="knn" needs a labelled reference AnnData.')
-    if labels_key not in reference.obs:
-        raise KeyError(
-            f"labels_key={labels_key!r} is not a column of reference.obs (columns: "
-            f"{list(reference.obs.columns)})."
-        )
-    labels = reference.obs[labels_key]
-    labelled = labels.notna().to_numpy()
-    if not labelled.any():
-        raise ValueError(f"reference.obs[{labels_key!r}] has no labelled cell.")
-    if not labelled.all():
-        warnings.warn(
-            f"{int((~labelled).sum())} reference cells without a label are ignored.",
-            UserWarning,
-            stacklevel=4,
-        )
-    return labels
+    return reference_labels(reference, labels_key, stacklevel=4)  # user -> transfer_labels
 
 
 def _embedding(adata: AnnData, model, use_rep: str | None, role: str, min_overlap: float):
@@ -313,7 +307,8 @@ def _embedding(adata: AnnData, model, use_rep: str | None, role: str, min_overla
         if use_rep not in adata.obsm:
             raise KeyError(
                 f"use_rep={use_rep!r} is not in the {role}'s .obsm (keys: {list(adata.obsm)}). "
-                "Compute it first (e.g. scssl.tl.embed) or pass model= instead."
+                "Compute it first (e.g. scssl.tl.embed), pass model= instead, or leave out "
+                "model= and use_rep= to pretrain an encoder on both datasets."
             )
         return np.asarray(adata.obsm[use_rep], dtype=np.float32)
     aligned, _ = model.align(adata, min_overlap=min_overlap)

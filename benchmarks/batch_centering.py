@@ -66,8 +66,9 @@ def main(argv=None) -> None:
 
     sys.path.insert(0, str(Path(__file__).parent))
     import label_transfer
+    import label_transfer_tasks
 
-    adata, labels, batch_key, folds = label_transfer.exploration_task(
+    adata, labels, batch_key, folds = label_transfer_tasks.exploration_task(
         args.task, Path(args.data_dir), args.genes
     )
     for seed in args.seeds:

@@ -55,12 +55,13 @@ def main(argv=None) -> None:
 
     sys.path.insert(0, str(Path(__file__).parent))
     import label_transfer
+    import label_transfer_tasks
 
     from scssl.benchmark import knn_transfer, macro_f1, per_class_f1
     from scssl.data import highly_variable_genes
     from scssl.model import SSLEncoder
 
-    adata, labels, batch_key, folds = label_transfer.exploration_task(
+    adata, labels, batch_key, folds = label_transfer_tasks.exploration_task(
         args.task, Path(args.data_dir)
     )
     genes = highly_variable_genes(adata, 2000, batch_key=batch_key)

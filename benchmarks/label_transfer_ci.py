@@ -39,6 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import label_transfer
+import label_transfer_tasks
 
 
 def _stem(args) -> str:
@@ -86,7 +87,9 @@ def bootstrap(args) -> dict:
     """Resampled mean macro F1 of every method present for all seeds, and the observed one."""
     from scssl.benchmark import bootstrap_macro_f1, macro_f1
 
-    adata, labels_key, _, folds = label_transfer.load_task(args.task, Path(args.data_dir), None, 0)
+    adata, labels_key, _, folds = label_transfer_tasks.load_task(
+        args.task, Path(args.data_dir), None, 0
+    )
     labels = adata.obs[labels_key].astype(str).to_numpy()
     predictions, rows = cached_predictions(args)
     methods = sorted({method for method, _ in predictions})

@@ -40,10 +40,11 @@ def main(argv=None) -> None:
 
     sys.path.insert(0, str(Path(__file__).parent))
     import label_transfer
+    import label_transfer_tasks
 
     from scssl.benchmark import macro_f1
 
-    adata, labels, batch_key, folds = label_transfer.exploration_task(
+    adata, labels, batch_key, folds = label_transfer_tasks.exploration_task(
         args.task, Path(args.data_dir)
     )
     with open(args.out, "a") as out:

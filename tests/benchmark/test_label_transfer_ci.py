@@ -27,7 +27,7 @@ def ci_script(monkeypatch):
 
 def _write_cache(script, cache: Path, data_dir: Path) -> None:
     """ssl_finetuned nearly right, pca_knn often wrong (seeds 0 and 1), scvi_knn seed 0 only."""
-    adata, key, _, folds = script.label_transfer.load_task("pbmc3tech", data_dir, None, 0)
+    adata, key, _, folds = script.label_transfer_tasks.load_task("pbmc3tech", data_dir, None, 0)
     labels = adata.obs[key].astype(str).to_numpy()
     rng = np.random.default_rng(0)
     for seed, groups in ((0, ("ssl", "pca", "scvi", "logreg")), (1, ("ssl", "pca", "logreg"))):
@@ -71,7 +71,7 @@ def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_pat
     assert twin["against"] == "ssl_linear_probe" and against_pca["against"] == "pca_knn"
     assert twin["ratio_95"] == [1.0, 1.0] and twin["difference_95"] == [0.0, 0.0]
     # the observed score is the tables' mean over folds and seeds
-    adata, key, _, folds = ci_script.label_transfer.load_task("pbmc3tech", data_dir, None, 0)
+    adata, key, _, folds = ci_script.label_transfer_tasks.load_task("pbmc3tech", data_dir, None, 0)
     labels = adata.obs[key].astype(str).to_numpy()
     scores = []
     for seed in (0, 1):

@@ -165,7 +165,12 @@ def _spy_on_pretraining(monkeypatch) -> list:
     return encoders
 
 
-def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkeypatch):
+def _annotate_by_training(ref_query, monkeypatch, **options):
+    """transfer_labels without a model (3 s of pretraining, copy=True).
+
+    Checks that the reference is untouched and every label is a reference type; returns the
+    annotated copy, its predicted labels and the encoders pretrained.
+    """
     reference, query = ref_query
     encoders = _spy_on_pretraining(monkeypatch)
     state = _deep_state(reference)
@@ -173,15 +178,21 @@ def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkey
         query,
         reference,
         labels_key="cell_type",
-        method="classifier",
         batch_key="stim",
         pretrain_time="00:00:00:03",
         copy=True,
+        **options,
     )
     _assert_same(reference, state)
-    assert "cell_type_pred" not in query.obs  # copy=True leaves the query alone
     predicted = annotated.obs["cell_type_pred"].astype(str)
     assert set(predicted) <= set(reference.obs["cell_type"].astype(str))
+    return annotated, predicted, encoders
+
+
+def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkeypatch):
+    _, query = ref_query
+    annotated, _, encoders = _annotate_by_training(ref_query, monkeypatch, method="classifier")
+    assert "cell_type_pred" not in query.obs  # copy=True leaves the query alone
     confidence = annotated.obs["cell_type_confidence"].to_numpy()
     assert ((confidence > 0) & (confidence <= 1)).all()
     params = annotated.uns["cell_type_pred"]["params"]
@@ -194,21 +205,8 @@ def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkey
 
 
 def test_knn_method_pretrains_an_encoder_without_a_model(ref_query, monkeypatch, tmp_path):
-    reference, query = ref_query
-    encoders = _spy_on_pretraining(monkeypatch)
-    state = _deep_state(reference)
-    annotated = scssl.tl.transfer_labels(
-        query,
-        reference,
-        labels_key="cell_type",
-        metric="cosine",
-        batch_key="stim",
-        pretrain_time="00:00:00:03",
-        copy=True,
-    )
-    _assert_same(reference, state)
-    predicted = annotated.obs["cell_type_pred"].astype(str)
-    assert set(predicted) <= set(reference.obs["cell_type"].astype(str))
+    _, query = ref_query
+    annotated, predicted, encoders = _annotate_by_training(ref_query, monkeypatch, metric="cosine")
     confidence = annotated.obs["cell_type_confidence"].to_numpy()
     assert ((confidence >= 1 / 5) & (confidence <= 1)).all()  # share of 5 votes
     uns = annotated.uns["cell_type_pred"]

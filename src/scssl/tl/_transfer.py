@@ -167,7 +167,7 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
         vote = _zero_shot_vote(
             encoder, k=k, weights=weights, metric=metric, exact_max_cells=exact_max_cells
         )
-        return vote.predicted, vote.confidence, vote.classes, {"k": vote.k, "search": vote.search}
+        return _vote_result(vote)
     zero_shot = _zero_shot_vote(encoder).predicted
     model = finetune_classifier(encoder)
     params["model"] = "SSLClassifier (trained by train_classifier)"
@@ -283,6 +283,11 @@ def _vote(query, reference, labels_key, model, use_rep, voting, exact_max_cells,
         metric=metric,
         exact_max_cells=exact_max_cells,
     )
+    return _vote_result(vote)
+
+
+def _vote_result(vote):
+    """A kNN vote as ``transfer_labels`` writes it: labels, confidences, classes, report."""
     return vote.predicted, vote.confidence, vote.classes, {"k": vote.k, "search": vote.search}
 
 

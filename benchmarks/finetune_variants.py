@@ -11,9 +11,10 @@ by macro F1. The variants share the encoder, so their differences are the fine-t
 
 A variant is ``[from_encoder options, train options]``. Appends JSON lines to
 ``benchmarks/results/finetune_variants.jsonl`` (rows without ``task`` are pbmc_3tech; each row
-names the ``class_balance`` and ``validation_min_cells`` its classifier used; rows without
-``class_balance`` used the square-root weights, rows without ``validation_min_cells`` 2 unless
-their ``options`` say otherwise, the defaults then) and prints the means per variant and fold.
+names the ``class_balance``, ``validation_min_cells`` and ``finetuned_share`` its classifier
+used; rows without ``class_balance`` used the square-root weights, rows without
+``validation_min_cells`` 2 and rows without ``finetuned_share`` 1 unless their ``options`` say
+otherwise, the defaults then) and prints the means per variant and fold.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ def main(argv=None) -> None:
                         row.update(label_transfer.recorded_options(*variants[name]))
                     rows.append(row)
                     out.write(json.dumps(row) + "\n")
+                out.flush()
     means = defaultdict(lambda: defaultdict(list))
     for row in rows:
         means[row["variant"]][row["fold"]].append(row["macro_f1"])

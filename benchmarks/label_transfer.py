@@ -246,8 +246,9 @@ def linear_probe(latent: np.ndarray, labels: np.ndarray, ref: np.ndarray, seed: 
 
 
 def recorded_options(classifier_kwargs=None, train_kwargs=None) -> dict:
-    """The classifier's options recorded with its rows: its class weights (``SSLClassifier``)
-    and the rare types' split (``train``), as given or at their defaults."""
+    """The classifier's options recorded with its rows: its class weights (``SSLClassifier``),
+    the rare types' split and the weight interpolation (``train``), as given or at their
+    defaults."""
     import inspect
 
     from scssl.model import SSLClassifier
@@ -258,9 +259,10 @@ def recorded_options(classifier_kwargs=None, train_kwargs=None) -> dict:
         "class_balance": (classifier_kwargs or {}).get(
             "class_balance", init["class_balance"].default
         ),
-        "validation_min_cells": (train_kwargs or {}).get(
-            "validation_min_cells", train["validation_min_cells"].default
-        ),
+        **{
+            name: (train_kwargs or {}).get(name, train[name].default)
+            for name in ("validation_min_cells", "finetuned_share")
+        },
     }
 
 

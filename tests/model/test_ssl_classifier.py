@@ -97,8 +97,26 @@ def test_freeze_encoder_trains_the_head_only(small_encoder):
     assert not torch.equal(clf.module.head[2].weight, torch.zeros_like(clf.module.head[2].weight))
 
 
+def test_finetuned_share_interpolates_from_the_start(small_encoder):
+    adata = make_cells(300, seed=5)
+    runs = {
+        share: _train(small_encoder, adata.copy(), max_epochs=3, finetuned_share=share)
+        for share in (0.0, 0.5, 1.0)
+    }
+    # 0 keeps the start: the pretrained encoder (and the linear-probe head)
+    for name, value in small_encoder.module.encoder.state_dict().items():
+        torch.testing.assert_close(runs[0.0].module.encoder.state_dict()[name], value)
+    start, half, tuned = (dict(runs[s].module.named_parameters()) for s in (0.0, 0.5, 1.0))
+    assert not torch.equal(tuned["encoder.0.weight"], start["encoder.0.weight"])
+    for name, value in half.items():
+        torch.testing.assert_close(value, (start[name] + tuned[name]) / 2)
+    with pytest.raises(ValueError, match=r"finetuned_share=1\.5"):
+        _train(small_encoder, adata.copy(), finetuned_share=1.5)
+
+
 def test_predict_learns_and_probabilities_sum_to_one(small_encoder):
-    clf = _train(small_encoder, make_cells(600, seed=5), max_epochs=8)
+    # 15 epochs: the default finetuned_share keeps 70% of the way from this weak start
+    clf = _train(small_encoder, make_cells(600, seed=5))
     query = make_cells(300, seed=6)
     proba = clf.predict(query, soft=True)
     assert list(proba.columns) == list(CLASSES)

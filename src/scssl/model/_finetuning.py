@@ -1,4 +1,4 @@
-"""The fine-tuning recipe of SSLClassifier: splits, class weights, linear-probe start, optimiser.
+"""SSLClassifier's fine-tuning: splits, class weights, start, optimiser, weight interpolation.
 
 The defaults were chosen on Kang (control -> stimulated) and pbmc_3tech (leave one chemistry
 out); see the *Label transfer* docs page for what each choice gained.
@@ -14,6 +14,8 @@ import torch
 from scvi import REGISTRY_KEYS
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+
+from scssl.data import check_obs_column
 
 ClassBalance = Literal["inverse", "sqrt", "none"]
 #: Inverse regularisation strengths tried for the linear probe (and the baseline).
@@ -160,6 +162,48 @@ def start_head(module, z: np.ndarray, codes: np.ndarray, linear_probe: bool, see
     with torch.no_grad():
         module.head[-1].weight.copy_(torch.as_tensor(weight))
         module.head[-1].bias.copy_(torch.as_tensor(bias))
+
+
+def interpolation_start(
+    module: torch.nn.Module, finetuned_share: float
+) -> dict[str, torch.Tensor] | None:
+    """A copy of every parameter before fine-tuning, for :func:`interpolate_weights`.
+
+    ``None`` when ``finetuned_share`` is 1 (nothing to interpolate); a share outside [0, 1]
+    raises before any training.
+    """
+    if not 0.0 <= finetuned_share <= 1.0:
+        raise ValueError(f"finetuned_share={finetuned_share}; give a share in [0, 1].")
+    if finetuned_share == 1.0:
+        return None
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def interpolate_weights(
+    module: torch.nn.Module, start: dict[str, torch.Tensor], finetuned_share: float
+) -> None:
+    """Move each parameter to ``start + finetuned_share * (fine-tuned - start)``, in place.
+
+    Weight-space ensembling of the start (:func:`interpolation_start`) and the fine-tuned model
+    (WiSE-FT, Wortsman et al., CVPR 2022): 1 keeps the fine-tuned weights, 0 the start.
+    """
+    with torch.no_grad():
+        for name, param in module.named_parameters():
+            param.copy_(start[name].to(param.device).lerp(param, finetuned_share))
+
+
+def check_label_column(adata, labels_key: str, unlabeled_category: str) -> None:
+    """Raise when ``adata.obs[labels_key]`` is absent or has NaN labels (naming the fix)."""
+    if labels_key not in adata.obs:
+        check_obs_column(adata, labels_key, "labels_key")
+    n_missing = int(adata.obs[labels_key].isna().sum())
+    if n_missing:
+        raise ValueError(
+            f"adata.obs[{labels_key!r}] has {n_missing} missing (NaN) labels. Fill them with "
+            f"the unlabeled category, e.g. adata.obs[{labels_key!r}] = adata.obs"
+            f"[{labels_key!r}].cat.add_categories({unlabeled_category!r}).fillna("
+            f"{unlabeled_category!r}), so that they are treated as unlabeled."
+        )
 
 
 def labelled_class_counts(adata_manager, class_names) -> tuple[list[str], np.ndarray]:

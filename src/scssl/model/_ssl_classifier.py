@@ -29,8 +29,11 @@ from scssl.module import ClassifierModule
 from ._calibration import temperature_scaling
 from ._finetuning import (
     ClassBalance,
+    check_label_column,
     class_weights,
     discriminative_plan,
+    interpolate_weights,
+    interpolation_start,
     labelled_class_counts,
     split_labelled,
     start_head,
@@ -199,7 +202,7 @@ class SSLClassifier(SSLModelBase):
             # Loading a saved classifier onto cells without labels: all of them are unlabeled.
             kwargs["allow_missing_labels"] = True
         elif labels_key is not None:
-            cls._check_labels(adata, labels_key, unlabeled_category)
+            check_label_column(adata, labels_key, unlabeled_category)
         anndata_fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=not log_normalized),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
@@ -208,19 +211,6 @@ class SSLClassifier(SSLModelBase):
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
-
-    @staticmethod
-    def _check_labels(adata: AnnData, labels_key: str, unlabeled_category: str) -> None:
-        if labels_key not in adata.obs:
-            check_obs_column(adata, labels_key, "labels_key")
-        n_missing = int(adata.obs[labels_key].isna().sum())
-        if n_missing:
-            raise ValueError(
-                f"adata.obs[{labels_key!r}] has {n_missing} missing (NaN) labels. Fill them with "
-                f"the unlabeled category, e.g. adata.obs[{labels_key!r}] = adata.obs"
-                f"[{labels_key!r}].cat.add_categories({unlabeled_category!r}).fillna("
-                f"{unlabeled_category!r}), so that they are treated as unlabeled."
-            )
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -366,6 +356,7 @@ class SSLClassifier(SSLModelBase):
         validation_size: float = 0.2,
         validation_min_cells: int = 10,
         linear_probe_start: bool = True,
+        finetuned_share: float = 0.7,
         calibrate: bool = True,
         early_stopping: bool = False,
         early_stopping_patience: int = 5,
@@ -386,8 +377,9 @@ class SSLClassifier(SSLModelBase):
         (cross-entropy) and ``batch_size`` cells drawn from all training cells (pretext and
         adversary); an epoch is a pass over the labelled cells, at least 10 steps. The head
         starts as a logistic regression on the frozen, standardised embedding of the labelled
-        training cells (``linear_probe_start``). The softmax temperature is then fitted on the
-        held-out labelled cells (``calibrate``).
+        training cells (``linear_probe_start``). The weights then move back towards that start
+        (``finetuned_share``), and the softmax temperature is fitted on the held-out labelled
+        cells (``calibrate``).
 
         Parameters
         ----------
@@ -406,6 +398,10 @@ class SSLClassifier(SSLModelBase):
             validate nothing and cost such a type a large share of its training cells.
         linear_probe_start
             Start the head from a logistic regression on the frozen embedding.
+        finetuned_share
+            Keep this share of each weight's change in fine-tuning: the model is
+            ``start + finetuned_share * (fine-tuned - start)`` (WiSE-FT); 1 keeps the fine-tuned
+            model. The default was chosen on Kang and pbmc_3tech (see the label-transfer docs).
         calibrate
             Fit the temperature on held-out labelled cells (see :meth:`calibrate`).
         early_stopping, early_stopping_patience
@@ -429,6 +425,7 @@ class SSLClassifier(SSLModelBase):
             trainer_kwargs, checkpoint_dir, early_stopping, early_stopping_patience, len(validation)
         )
         plan_kwargs = discriminative_plan(self.module, lr, encoder_lr, weight_decay, plan_kwargs)
+        start = interpolation_start(self.module, finetuned_share)
         out = self._fit(
             train,
             validation,
@@ -440,6 +437,8 @@ class SSLClassifier(SSLModelBase):
             plan_kwargs=plan_kwargs,
             **trainer_kwargs,
         )
+        if start is not None:
+            interpolate_weights(self.module, start, finetuned_share)
         if calibrate and validation_size > 0:
             self.calibrate(validation)
         return out

@@ -369,17 +369,13 @@ class SSLClassifier(SSLModelBase):
     ):
         """Fine-tune on the labelled cells (and the pretext on all cells), then calibrate.
 
-        A stratified share ``validation_size`` of the labelled cells is held out (each cell
-        type keeps cells in both parts; types of fewer than ``validation_min_cells`` cells hold
-        none out); the other labelled cells and every unlabelled cell
-        train for ``max_epochs`` epochs and the last model is kept (``early_stopping=True``
-        stops on the validation loss instead). Each step takes ``batch_size`` labelled cells
-        (cross-entropy) and ``batch_size`` cells drawn from all training cells (pretext and
-        adversary); an epoch is a pass over the labelled cells, at least 10 steps. The head
-        starts as a logistic regression on the frozen, standardised embedding of the labelled
-        training cells (``linear_probe_start``). The weights then move back towards that start
-        (``finetuned_share``), and the softmax temperature is fitted on the held-out labelled
-        cells (``calibrate``).
+        A stratified share ``validation_size`` of the labelled cells is held out; the others
+        and every unlabelled cell train for ``max_epochs`` epochs (an epoch: a pass over the
+        labelled cells, at least 10 steps). Each step takes ``batch_size`` labelled cells
+        (cross-entropy) and ``batch_size`` cells drawn from all (pretext and adversary). The
+        head starts as a logistic regression on the frozen, standardised embedding
+        (``linear_probe_start``); the last model moves back towards that start
+        (``finetuned_share``), then the temperature is fitted on the held-out cells.
 
         Parameters
         ----------
@@ -391,17 +387,15 @@ class SSLClassifier(SSLModelBase):
             AdamW learning rates of the head, decoder and adversary (``lr``) and of the
             pretrained encoder (``encoder_lr``), and the weight decay.
         validation_size
-            Share of the labelled cells held out for validation and calibration; 0 trains on
-            every labelled cell, without calibration.
+            Share of the labelled cells held out (for calibration); 0 trains on all of them.
         validation_min_cells
             Cell types with fewer labelled cells hold none out: one or two held-out cells
             validate nothing and cost such a type a large share of its training cells.
         linear_probe_start
             Start the head from a logistic regression on the frozen embedding.
         finetuned_share
-            Keep this share of each weight's change in fine-tuning: the model is
-            ``start + finetuned_share * (fine-tuned - start)`` (WiSE-FT); 1 keeps the fine-tuned
-            model. The default was chosen on Kang and pbmc_3tech (see the label-transfer docs).
+            The model is ``start + finetuned_share * (fine-tuned - start)`` (WiSE-FT); 1 keeps
+            the fine-tuned model (default chosen on Kang and pbmc_3tech, see the docs).
         calibrate
             Fit the temperature on held-out labelled cells (see :meth:`calibrate`).
         early_stopping, early_stopping_patience

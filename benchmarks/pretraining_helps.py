@@ -13,7 +13,9 @@ macro F1:
 - ``pretrained``: ``SSLClassifier.from_encoder(encoder, cells).train()`` with its defaults
   (the label-transfer recipe);
 - ``scratch``: the same classifier, on the same cells with the same batch centering, with every
-  layer re-initialised before the same training: what the labels alone achieve;
+  layer re-initialised before the same training (without the weight interpolation of
+  ``finetuned_share``, which would pull it back towards random weights): what the labels alone
+  achieve;
 - ``logreg``: logistic regression on the labelled cells' log-normalised HVGs (C chosen on a
   stratified 20%).
 
@@ -92,9 +94,11 @@ def _classifier_rows(encoder, keep: np.ndarray, truth: np.ndarray, base: dict) -
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             clf = SSLClassifier.from_encoder(encoder, cells, TRANSFER_LABELS_KEY)
-            if method == "scratch":
+            share = {}
+            if method == "scratch":  # no pretrained start to move back towards
                 _reinitialise(clf.module)
-            clf.train(seed=base["seed"], enable_progress_bar=False)
+                share = {"finetuned_share": 1.0}
+            clf.train(seed=base["seed"], enable_progress_bar=False, **share)
         predicted = clf.predict(indices=query_positions(clf))
         row = {**base, "method": method, "macro_f1": macro_f1(truth, predicted)}
         rows.append({**row, "seconds": time.perf_counter() - t0})

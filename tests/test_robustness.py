@@ -1490,7 +1490,7 @@ def _interruptible_model(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["encoder", "classifier"])
-def test_interrupted_training_raises_keyboard_interrupt_and_resumes(kind, tmp_path):
+def test_interrupted_training_raises_keyboard_interrupt_and_resumes(kind, tmp_path, monkeypatch):
     scvi.settings.seed = 0
     model, split = _interruptible_model(kind)
     options = {"batch_size": 32, "early_stopping": False, **split, **QUIET}
@@ -1514,8 +1514,19 @@ def test_interrupted_training_raises_keyboard_interrupt_and_resumes(kind, tmp_pa
     checkpoint = load_torch_weights(tmp_path / "last.ckpt")
     assert checkpoint["epoch"] == 0 and checkpoint["global_step"] == steps_per_epoch
 
+    if kind == "classifier":  # the resumed run interpolates with the first run's start
+        kept = {name: w.clone() for name, w in model._start_weights.items()}
+        monkeypatch.setattr(
+            "scssl.model._ssl_classifier.interpolate_weights",
+            lambda module, start, share: interpolated.append(start),
+        )
+        interpolated = []
     start = RecordStart()
     model.train(max_epochs=4, ckpt_path=str(tmp_path / "last.ckpt"), callbacks=[start], **options)
+    if kind == "classifier":
+        assert len(interpolated) == 1 and model._start_weights is None
+        for name, weight in kept.items():
+            torch.testing.assert_close(interpolated[0][name], weight)
     assert start.epoch == 1  # the interrupted epoch
     assert start.step == steps_per_epoch
     assert start.adam_state > 0  # Adam's moments restored, not a fresh optimiser

@@ -103,9 +103,12 @@ def test_finetuned_share_interpolates_from_the_start(small_encoder):
         share: _train(small_encoder, adata.copy(), max_epochs=3, finetuned_share=share)
         for share in (0.0, 0.5, 1.0)
     }
-    # 0 keeps the start: the pretrained encoder (and the linear-probe head)
+    # 0 keeps the start: the pretrained encoder and the linear-probe head
     for name, value in small_encoder.module.encoder.state_dict().items():
         torch.testing.assert_close(runs[0.0].module.encoder.state_dict()[name], value)
+    probe = scssl.model.SSLClassifier.from_encoder(small_encoder, adata.copy(), "cell_type")
+    probe._start_head(probe._split(0.2, 10, 0)[0], linear_probe=True, seed=0)
+    torch.testing.assert_close(runs[0.0].module.head[2].weight, probe.module.head[2].weight)
     start, half, tuned = (dict(runs[s].module.named_parameters()) for s in (0.0, 0.5, 1.0))
     assert not torch.equal(tuned["encoder.0.weight"], start["encoder.0.weight"])
     for name, value in half.items():

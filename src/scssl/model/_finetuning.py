@@ -170,7 +170,7 @@ def interpolation_start(
     """A copy of every parameter before fine-tuning, for :func:`interpolate_weights`.
 
     ``None`` when ``finetuned_share`` is 1 (nothing to interpolate); a share outside [0, 1]
-    raises before any training.
+    raises (before the network trains).
     """
     if not 0.0 <= finetuned_share <= 1.0:
         raise ValueError(f"finetuned_share={finetuned_share}; give a share in [0, 1].")
@@ -189,7 +189,7 @@ def interpolate_weights(
     """
     with torch.no_grad():
         for name, param in module.named_parameters():
-            param.copy_(start[name].to(param.device).lerp(param, finetuned_share))
+            param.copy_(start[name].to(param.device, param.dtype).lerp(param, finetuned_share))
 
 
 def check_label_column(adata, labels_key: str, unlabeled_category: str) -> None:

@@ -75,8 +75,9 @@ class SSLClassifier(SSLModelBase):
     every cell and the encoder's batch handling (centering, adversary) keeping reference and
     query aligned. Training starts from a linear probe (logistic regression on the frozen
     embedding), uses a class-balanced cross-entropy and a lower learning rate for the encoder,
-    runs a fixed number of epochs, and ends by fitting a softmax temperature on held-out
-    labelled cells (``calibration_`` reports the calibration error before and after).
+    runs a fixed number of epochs, moves the weights 30% of the way back to where they started
+    (WiSE-FT), and ends by fitting a softmax temperature on held-out labelled cells
+    (``calibration_`` reports the calibration error before and after).
 
     Parameters
     ----------
@@ -130,6 +131,7 @@ class SSLClassifier(SSLModelBase):
         super().__init__(adata)
         class_names, counts = labelled_class_counts(self.adata_manager, class_names)
         self.class_names_ = class_names
+        self._start_weights = None  # the weights fine-tuning starts from, while it runs
         encoder_kwargs["mask_unmeasured_genes"] = resolve_gene_mask(
             adata, encoder_kwargs.get("mask_unmeasured_genes")
         )
@@ -370,43 +372,43 @@ class SSLClassifier(SSLModelBase):
         """Fine-tune on the labelled cells (and the pretext on all cells), then calibrate.
 
         A stratified share ``validation_size`` of the labelled cells is held out; the others
-        and every unlabelled cell train for ``max_epochs`` epochs (an epoch: a pass over the
-        labelled cells, at least 10 steps). Each step takes ``batch_size`` labelled cells
-        (cross-entropy) and ``batch_size`` cells drawn from all (pretext and adversary). The
-        head starts as a logistic regression on the frozen, standardised embedding
-        (``linear_probe_start``); the last model moves back towards that start
-        (``finetuned_share``), then the temperature is fitted on the held-out cells.
+        and every unlabelled cell train for ``max_epochs`` epochs (passes over the labelled
+        cells, at least 10 steps), each step taking ``batch_size`` labelled cells and as many
+        drawn from all (pretext and adversary), from and then back towards a linear probe.
 
         Parameters
         ----------
-        max_epochs
-            Passes over the labelled training cells.
-        batch_size
-            Labelled cells per step (and as many cells drawn from all).
+        max_epochs, batch_size
+            Passes over the labelled training cells; labelled cells per step.
         lr, encoder_lr, weight_decay
             AdamW learning rates of the head, decoder and adversary (``lr``) and of the
             pretrained encoder (``encoder_lr``), and the weight decay.
         validation_size
-            Share of the labelled cells held out (for calibration); 0 trains on all of them.
+            Share of the labelled cells held out (calibration, early stopping); 0 trains on all
+            of them, without calibration.
         validation_min_cells
             Cell types with fewer labelled cells hold none out: one or two held-out cells
             validate nothing and cost such a type a large share of its training cells.
         linear_probe_start
             Start the head from a logistic regression on the frozen embedding.
         finetuned_share
-            The model is ``start + finetuned_share * (fine-tuned - start)`` (WiSE-FT); 1 keeps
-            the fine-tuned model (default chosen on Kang and pbmc_3tech, see the docs).
+            In [0, 1]. Each parameter ends at ``start + finetuned_share * (fine-tuned - start)``
+            (WiSE-FT), ``start`` being the pretrained encoder with the linear-probe head; use 1
+            (keep the fine-tuned model) for a random head or an encoder trained from scratch.
+            0 keeps the start. Chosen on Kang and pbmc_3tech (see *Label transfer* docs).
         calibrate
             Fit the temperature on held-out labelled cells (see :meth:`calibrate`).
         early_stopping, early_stopping_patience
-            Stop when the validation loss has not improved for this many epochs.
+            Stop when the validation loss has not improved for this many epochs (the last
+            model is kept, not the best, and interpolated).
         accelerator, devices
             Lightning's hardware options.
         plan_kwargs
             Further options of :class:`scvi.train.TrainingPlan`.
         checkpoint_dir
-            Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
-            interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
+            Save ``last.ckpt`` (weights before the interpolation, optimiser state, epoch) here
+            after every epoch; an interrupted run continues with
+            ``ckpt_path="<checkpoint_dir>/last.ckpt"``.
         seed
             Seed of the split and of the linear probe.
         **trainer_kwargs
@@ -419,41 +421,52 @@ class SSLClassifier(SSLModelBase):
             trainer_kwargs, checkpoint_dir, early_stopping, early_stopping_patience, len(validation)
         )
         plan_kwargs = discriminative_plan(self.module, lr, encoder_lr, weight_decay, plan_kwargs)
-        start = interpolation_start(self.module, finetuned_share)
         out = self._fit(
             train,
             validation,
+            batch_size,
+            finetuned_share,
             max_epochs=max_epochs,
             accelerator=accelerator,
             devices=devices,
-            batch_size=batch_size,
             early_stopping=early_stopping,
             plan_kwargs=plan_kwargs,
             **trainer_kwargs,
         )
-        if start is not None:
-            interpolate_weights(self.module, start, finetuned_share)
         if calibrate and validation_size > 0:
             self.calibrate(validation)
         return out
 
-    def _fit(self, train: np.ndarray, validation: np.ndarray, batch_size: int, **train_kwargs):
-        """Lightning's fit on the split: labelled and drawn halves per step (in memory)."""
+    def _fit(
+        self, train: np.ndarray, validation: np.ndarray, batch_size: int, share: float, **kwargs
+    ):
+        """Lightning's fit on the split, then the interpolation with the start (``share``).
+
+        Each step takes labelled and drawn halves (in memory).
+        """
+        start = interpolation_start(self.module, share)
+        if start is not None and kwargs.get("ckpt_path") and self._start_weights is not None:
+            start = self._start_weights  # resuming: the interrupted run's start, not its weights
+        self._start_weights = start
         in_memory = not getattr(self.adata, "isbacked", False)
         self.module.labelled_per_step = batch_size if in_memory else 0
         try:
             with fitting(self):
-                return super().train(
+                out = super().train(
                     load_sparse_tensor=True,
                     batch_size=batch_size,
                     datasplitter_kwargs={
                         "external_indexing": [train, validation, np.array([], dtype=np.int64)],
                         "labelled_indices": self._labelled(train)[0] if in_memory else None,
                     },
-                    **train_kwargs,
+                    **kwargs,
                 )
         finally:
             self.module.labelled_per_step = 0
+        if start is not None:
+            interpolate_weights(self.module, start, share)
+        self._start_weights = None
+        return out
 
     def _split(
         self, validation_size: float, min_cells: int, seed: int
@@ -514,11 +527,9 @@ class SSLClassifier(SSLModelBase):
         self.module.temperature.fill_(result["temperature"])
         self.calibration_ = result
         logger.info(
-            "Temperature %.3f; ECE on %d held-out cells %.4f -> %.4f",
-            result["temperature"],
-            len(cells),
-            result["ece_before"],
-            result["ece_after"],
+            "Temperature %(temperature).3f; ECE on %(n_cells)d held-out cells "
+            "%(ece_before).4f -> %(ece_after).4f",
+            result,
         )
         return result
 

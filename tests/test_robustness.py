@@ -1516,11 +1516,11 @@ def test_interrupted_training_raises_keyboard_interrupt_and_resumes(kind, tmp_pa
 
     if kind == "classifier":  # the resumed run interpolates with the first run's start
         kept = {name: w.clone() for name, w in model._start_weights.items()}
+        interpolated = []
         monkeypatch.setattr(
             "scssl.model._ssl_classifier.interpolate_weights",
             lambda module, start, share: interpolated.append(start),
         )
-        interpolated = []
     start = RecordStart()
     model.train(max_epochs=4, ckpt_path=str(tmp_path / "last.ckpt"), callbacks=[start], **options)
     if kind == "classifier":

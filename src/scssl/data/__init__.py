@@ -19,6 +19,7 @@ from ._union import MEASURED_GENES_KEY, concat_datasets
 from ._validation import (
     check_expression,
     check_expression_matrix,
+    check_label_column,
     check_obs_column,
     check_unique_var_names,
     expression_matrix,
@@ -49,6 +50,7 @@ __all__ = [
     "census_datamodule",
     "check_expression",
     "check_expression_matrix",
+    "check_label_column",
     "check_obs_column",
     "check_unique_var_names",
     "concat_datasets",

@@ -205,3 +205,17 @@ def check_obs_column(adata, key: str | None, name: str) -> None:
             f"a value, e.g. adata.obs[{key!r}] = adata.obs[{key!r}].astype(str) (NaN becomes "
             "'nan', a group of its own), or drop the cells without one."
         )
+
+
+def check_label_column(adata, labels_key: str, unlabeled_category: str) -> None:
+    """Raise when ``adata.obs[labels_key]`` is absent or has NaN labels (naming the fix)."""
+    if labels_key not in adata.obs:
+        check_obs_column(adata, labels_key, "labels_key")
+    n_missing = int(adata.obs[labels_key].isna().sum())
+    if n_missing:
+        raise ValueError(
+            f"adata.obs[{labels_key!r}] has {n_missing} missing (NaN) labels. Fill them with "
+            f"the unlabeled category, e.g. adata.obs[{labels_key!r}] = adata.obs"
+            f"[{labels_key!r}].cat.add_categories({unlabeled_category!r}).fillna("
+            f"{unlabeled_category!r}), so that they are treated as unlabeled."
+        )

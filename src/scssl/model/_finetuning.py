@@ -15,8 +15,6 @@ from scvi import REGISTRY_KEYS
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
 
-from scssl.data import check_obs_column
-
 ClassBalance = Literal["inverse", "sqrt", "none"]
 #: Inverse regularisation strengths tried for the linear probe (and the baseline).
 LOGISTIC_CS = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -190,20 +188,6 @@ def interpolate_weights(
     with torch.no_grad():
         for name, param in module.named_parameters():
             param.copy_(start[name].to(param.device, param.dtype).lerp(param, finetuned_share))
-
-
-def check_label_column(adata, labels_key: str, unlabeled_category: str) -> None:
-    """Raise when ``adata.obs[labels_key]`` is absent or has NaN labels (naming the fix)."""
-    if labels_key not in adata.obs:
-        check_obs_column(adata, labels_key, "labels_key")
-    n_missing = int(adata.obs[labels_key].isna().sum())
-    if n_missing:
-        raise ValueError(
-            f"adata.obs[{labels_key!r}] has {n_missing} missing (NaN) labels. Fill them with "
-            f"the unlabeled category, e.g. adata.obs[{labels_key!r}] = adata.obs"
-            f"[{labels_key!r}].cat.add_categories({unlabeled_category!r}).fillna("
-            f"{unlabeled_category!r}), so that they are treated as unlabeled."
-        )
 
 
 def labelled_class_counts(adata_manager, class_names) -> tuple[list[str], np.ndarray]:

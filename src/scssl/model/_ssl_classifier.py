@@ -21,6 +21,7 @@ from scssl.data import (
     DEFAULT_MIN_OVERLAP,
     align_to_vocabulary,
     check_expression,
+    check_label_column,
     check_obs_column,
     check_unique_var_names,
 )
@@ -29,7 +30,6 @@ from scssl.module import ClassifierModule
 from ._calibration import temperature_scaling
 from ._finetuning import (
     ClassBalance,
-    check_label_column,
     class_weights,
     discriminative_plan,
     interpolate_weights,

@@ -13,8 +13,9 @@ benchmark's rows of the same task and seed, which pretrain with batch centering:
 Appends one JSON line per fold to ``benchmarks/results/batch_centering.jsonl``: macro F1 of
 ``ssl_knn`` (Euclidean), ``ssl_knn_cosine``, ``ssl_linear_probe`` and ``ssl_finetuned``, the
 share of query cells on which the classifier and Euclidean kNN agree, the classifier's
-per-class F1, and seconds. ``--genes N``: every step on the task's N batch-aware most variable
-genes, as the benchmark's ``--genes``.
+per-class F1, seconds and the classifier's options (rows without ``finetuned_share`` were
+measured before the weight interpolation: 1). ``--genes N``: every step on the task's N
+batch-aware most variable genes, as the benchmark's ``--genes``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def fold_row(task, seed, fold, encoder, data, latent, labels, ref) -> dict:
     row["ssl_finetuned"] = macro_f1(truth, finetuned)
     row["knn_agreement"] = float(np.mean(finetuned == knn))
     row["finetuned_per_class_f1"] = per_class_f1(truth, finetuned)
+    row.update(label_transfer.recorded_options())
     return row
 
 

@@ -48,6 +48,8 @@ ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT / ".." / "shared" / "data"
 FRACTIONS = (0.1, 0.3, 1.0)
+#: The scratch classifier keeps its fine-tuned weights: no pretrained start to move back towards.
+SCRATCH_TRAIN = {"finetuned_share": 1.0}
 NAMES = {
     "pretrained": "SSL pretrained (reference + query, no labels), fine-tuned",
     "scratch": "same classifier from scratch",
@@ -95,9 +97,9 @@ def _classifier_rows(encoder, keep: np.ndarray, truth: np.ndarray, base: dict) -
             warnings.simplefilter("ignore")
             clf = SSLClassifier.from_encoder(encoder, cells, TRANSFER_LABELS_KEY)
             share = {}
-            if method == "scratch":  # no pretrained start to move back towards
+            if method == "scratch":
                 _reinitialise(clf.module)
-                share = {"finetuned_share": 1.0}
+                share = SCRATCH_TRAIN
             clf.train(seed=base["seed"], enable_progress_bar=False, **share)
         predicted = clf.predict(indices=query_positions(clf))
         row = {**base, "method": method, "macro_f1": macro_f1(truth, predicted)}
@@ -194,7 +196,8 @@ def main(argv=None) -> None:
         for held_out in args.held_out or sorted(pbmc.obs["batch"].unique()):
             rows += _fold_rows(pbmc, held_out, args)
     for row in rows:
-        row.update(device=device, pretrain_precision=precision, **recorded_options())
+        row.update(device=device, pretrain_precision=precision)
+        row.update(recorded_options(None, SCRATCH_TRAIN if row["method"] == "scratch" else None))
     write_outputs(rows, args, f"{device}, pretraining precision {precision}")
 
 

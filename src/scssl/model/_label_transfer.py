@@ -16,7 +16,8 @@ import scvi
 
 from scssl.data import expression_matrix, highly_variable_genes
 
-from ._ssl_classifier import DEFAULT_UNLABELED, SSLClassifier
+from ._classifier_sources import DEFAULT_UNLABELED
+from ._ssl_classifier import SSLClassifier
 from ._ssl_encoder import SSLEncoder
 
 #: Pretraining time of the workflow (Lightning's ``max_time``): 10 minutes.

@@ -16,10 +16,8 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LabelsWithUnlabeledObsField, LayerField
 
-from scssl.checkpoints import read_ssl_in_scg_classifier
 from scssl.data import (
     DEFAULT_MIN_OVERLAP,
-    align_to_vocabulary,
     check_expression,
     check_label_column,
     check_obs_column,
@@ -28,7 +26,9 @@ from scssl.data import (
 from scssl.module import ClassifierModule
 
 from ._calibration import temperature_scaling
+from ._classifier_sources import DEFAULT_UNLABELED, ClassifierSourcesMixin
 from ._finetuning import (
+    DEFAULT_FINETUNED_SHARE,
     ClassBalance,
     class_weights,
     discriminative_plan,
@@ -38,8 +38,6 @@ from ._finetuning import (
     split_labelled,
     start_head,
 )
-from ._from_encoder import copy_absent_batch_means, with_encoder_batches, with_measured_genes
-from ._published import provenance, published_classifier_setup
 from ._ssl_encoder import SSLEncoder
 from ._ssl_options import build_ssl_module, options_in_weights, resolve_gene_mask
 from ._statistics import centering_table
@@ -48,16 +46,10 @@ from .base import (
     SSLModelBase,
     fit_options,
     fitting,
-    load_module_state,
 )
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_UNLABELED = "Unknown"
-#: Batch adversary weight while fine-tuning on several batches (chosen on Kang, see docs).
-DEFAULT_FINETUNE_ADVERSARY = 0.3
-#: Keys of an SSLEncoder's module state a classifier does not take over.
-_DATA_BUFFERS = ("batch_means", "reference_mean", "gene_inclusion", "measured_genes")
 #: The encoder options a classifier is not given take SSLEncoder's defaults.
 _ENCODER_DEFAULTS = {
     name: parameter.default
@@ -66,7 +58,7 @@ _ENCODER_DEFAULTS = {
 }
 
 
-class SSLClassifier(SSLModelBase):
+class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
     """Cell-type classifier: the SSL encoder, kept learning its pretext, with a linear head.
 
     Build it from a pretrained :class:`scssl.model.SSLEncoder` with :meth:`from_encoder` on
@@ -76,8 +68,8 @@ class SSLClassifier(SSLModelBase):
     query aligned. Training starts from a linear probe (logistic regression on the frozen
     embedding), uses a class-balanced cross-entropy and a lower learning rate for the encoder,
     runs a fixed number of epochs, moves the weights 30% of the way back to where they started
-    (WiSE-FT), and ends by fitting a softmax temperature on held-out labelled cells
-    (``calibration_`` reports the calibration error before and after).
+    when that was a pretrained model (WiSE-FT), and ends by fitting a softmax temperature on
+    held-out labelled cells (``calibration_`` reports the calibration error before and after).
 
     Parameters
     ----------
@@ -131,7 +123,8 @@ class SSLClassifier(SSLModelBase):
         super().__init__(adata)
         class_names, counts = labelled_class_counts(self.adata_manager, class_names)
         self.class_names_ = class_names
-        self._start_weights = None  # the weights fine-tuning starts from, while it runs
+        # the share and the weights the interpolation returns towards, while training runs
+        self._running_share, self._start_weights = None, None
         encoder_kwargs["mask_unmeasured_genes"] = resolve_gene_mask(
             adata, encoder_kwargs.get("mask_unmeasured_genes")
         )
@@ -214,139 +207,6 @@ class SSLClassifier(SSLModelBase):
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
 
-    # ------------------------------------------------------------ building
-    @classmethod
-    def from_encoder(
-        cls,
-        encoder,
-        adata: AnnData,
-        labels_key: str,
-        *,
-        unlabeled_category: str = DEFAULT_UNLABELED,
-        batch_adversary_weight: float = DEFAULT_FINETUNE_ADVERSARY,
-        min_overlap: float = DEFAULT_MIN_OVERLAP,
-        **classifier_kwargs,
-    ) -> SSLClassifier:
-        """A classifier whose encoder, pretext and batch handling start from an SSLEncoder.
-
-        ``adata`` holds the labelled reference cells and, for semi-supervised fine-tuning, the
-        unlabelled query cells (label ``unlabeled_category``); it needs the encoder's
-        ``batch_key`` column when the encoder has one. It is aligned to the encoder's genes
-        (missing genes zero-filled, extra ones dropped) in a new AnnData; ``adata`` and the
-        encoder are left unchanged. An encoder that masks unmeasured genes
-        (:func:`scssl.data.concat_datasets`) keeps doing so: genes missing from ``adata`` (or
-        unmeasured in its ``varm["measured_genes"]``) leave the loss. Cells of some of the
-        encoder's batches (one of the datasets it was pretrained on) keep the encoder's batch
-        coding, and its other batches the encoder's centering.
-
-        Parameters
-        ----------
-        encoder
-            A trained :class:`scssl.model.SSLEncoder`.
-        adata
-            Reference (and query) cells with raw counts where the encoder expects them.
-        labels_key
-            Column of ``adata.obs`` with the cell types.
-        unlabeled_category
-            Label value of cells without a label.
-        batch_adversary_weight
-            With several batches (the encoder's ``batch_key``, e.g. reference and query): weight
-            of the batch adversary during fine-tuning, which keeps the classifier from reading
-            the batch (see :class:`scssl.nn.BatchAdversary`); 0 turns it off.
-        min_overlap
-            Smallest share of the encoder's genes that must be found in ``adata``.
-        **classifier_kwargs
-            Options of :class:`SSLClassifier` (``class_balance``, ``pretext_weight``,
-            ``freeze_encoder``, ``head_dropout_rate``, ``dropout_rate`` ...).
-
-        """
-        if not hasattr(encoder, "module") or not hasattr(encoder.module, "architecture"):
-            raise TypeError(
-                f"encoder must be a trained scssl.model.SSLEncoder, got {type(encoder).__name__}."
-            )
-        encoder._check_if_trained(warn=True)
-        if labels_key not in adata.obs:
-            check_obs_column(adata, labels_key, "labels_key")
-        setup_args = encoder.registry_["setup_args"]
-        # a new AnnData (sharing the matrix): registering it never touches the user's object
-        aligned, report = align_to_vocabulary(
-            adata, encoder.gene_vocabulary, layer=setup_args["layer"], min_overlap=min_overlap
-        )
-        logger.info("from_encoder: %s", report)
-        n_batches = with_encoder_batches(aligned, encoder)
-        with_measured_genes(aligned, adata, encoder)
-        cls.setup_anndata(
-            aligned,
-            labels_key=labels_key,
-            unlabeled_category=unlabeled_category,
-            layer=setup_args["layer"],
-            batch_key=setup_args["batch_key"],
-            log_normalized=setup_args["log_normalized"],
-        )
-        options = {**encoder.init_params, **classifier_kwargs}
-        options["batch_adversary_weight"] = batch_adversary_weight if n_batches > 1 else 0.0
-        model = cls(aligned, **options)
-        own = encoder.module.state_dict()
-        state = {k: v for k, v in own.items() if not k.startswith(_DATA_BUFFERS)}
-        state = {k: v for k, v in state.items() if k in model.module.state_dict()}
-        load_module_state(model.module, state, strict=False, source="the encoder")
-        copy_absent_batch_means(model, encoder)
-        model.gene_vocabulary_ = dict(encoder.gene_vocabulary_)
-        model.pretrained_from_ = getattr(encoder, "pretrained_from_", None)
-        return model
-
-    @classmethod
-    def from_ssl_in_scg(
-        cls,
-        checkpoint,
-        genes,
-        adata: AnnData,
-        labels=None,
-        min_overlap: float = DEFAULT_MIN_OVERLAP,
-        layer: str | None = None,
-    ) -> SSLClassifier:
-        """A fine-tuned classifier of Richter et al. (ssl_in_scg), ready to predict.
-
-        The checkpoint is read safely (``torch.load(weights_only=True)``) by
-        :func:`scssl.io.read_ssl_in_scg_classifier`; its ReLU encoder and its head become this
-        model's, with the class names given. ``adata`` (cells to annotate, no labels needed) is
-        aligned to the checkpoint's genes by Ensembl ID or symbol.
-
-        Parameters
-        ----------
-        checkpoint
-            The fine-tuned classifier file (``classifier.{0..15}`` weights).
-        genes
-            Its gene list (``var.parquet``: ``feature_id``, ``feature_name``).
-        adata
-            Cells with raw counts.
-        labels
-            Class names in the checkpoint's order (a list, or a parquet/csv file such as the
-            study's ``cell_type.parquet``, whose index gives each name's output); ``None``
-            names them ``class_0 ...``.
-        min_overlap
-            Smallest share of the checkpoint's genes ``adata`` must have.
-        layer
-            Layer of ``adata`` with the counts; ``None`` for ``adata.X``.
-
-        """
-        parsed = read_ssl_in_scg_classifier(checkpoint, genes, labels=labels)
-        data, init_params, setup_args = published_classifier_setup(
-            parsed, adata, layer, min_overlap
-        )
-        ckpt = parsed.checkpoint
-        model = cls.from_state_dict(
-            parsed.state_dict,
-            parsed.gene_vocabulary,
-            data,
-            init_params=init_params,
-            setup_args=setup_args,
-            strict=False,
-            source=ckpt.path,
-        )
-        model.pretrained_from_ = provenance(ckpt, model, list(parsed.state_dict), ckpt.unmapped)
-        return model
-
     # -------------------------------------------------------------- training
     def train(
         self,
@@ -358,7 +218,7 @@ class SSLClassifier(SSLModelBase):
         validation_size: float = 0.2,
         validation_min_cells: int = 10,
         linear_probe_start: bool = True,
-        finetuned_share: float = 0.7,
+        finetuned_share: float | None = None,
         calibrate: bool = True,
         early_stopping: bool = False,
         early_stopping_patience: int = 5,
@@ -393,9 +253,11 @@ class SSLClassifier(SSLModelBase):
             Start the head from a logistic regression on the frozen embedding.
         finetuned_share
             In [0, 1]. Each parameter ends at ``start + finetuned_share * (fine-tuned - start)``
-            (WiSE-FT), ``start`` being the pretrained encoder with the linear-probe head; use 1
-            (keep the fine-tuned model) for a random head or an encoder trained from scratch.
-            0 keeps the start. Chosen on Kang and pbmc_3tech (see *Label transfer* docs).
+            (WiSE-FT), ``start`` being the weights before training with the linear-probe head;
+            1 keeps the fine-tuned model, 0 the start. ``None``: 0.7 from trained weights
+            (:meth:`from_encoder`, a loaded or published model, a completed ``train``; chosen on
+            Kang and pbmc_3tech, see *Label transfer* docs), else 1: random weights are no
+            start to return to.
         calibrate
             Fit the temperature on held-out labelled cells (see :meth:`calibrate`).
         early_stopping, early_stopping_patience
@@ -438,16 +300,26 @@ class SSLClassifier(SSLModelBase):
         return out
 
     def _fit(
-        self, train: np.ndarray, validation: np.ndarray, batch_size: int, share: float, **kwargs
+        self,
+        train: np.ndarray,
+        validation: np.ndarray,
+        batch_size: int,
+        share: float | None,
+        **kwargs,
     ):
         """Lightning's fit on the split, then the interpolation with the start (``share``).
 
-        Each step takes labelled and drawn halves (in memory).
+        Each step takes labelled and drawn halves (in memory). Resuming an interrupted run
+        (``ckpt_path``) keeps its start and, by default, its share.
         """
+        resuming = bool(kwargs.get("ckpt_path")) and self._running_share is not None
+        if share is None:
+            pretrained = DEFAULT_FINETUNED_SHARE if self._pretrained_start else 1.0
+            share = self._running_share if resuming else pretrained
         start = interpolation_start(self.module, share)
-        if start is not None and kwargs.get("ckpt_path") and self._start_weights is not None:
-            start = self._start_weights  # resuming: the interrupted run's start, not its weights
-        self._start_weights = start
+        if start is not None and resuming and self._start_weights is not None:
+            start = self._start_weights  # the interrupted run's start, not its weights
+        self._running_share, self._start_weights = share, start
         in_memory = not getattr(self.adata, "isbacked", False)
         self.module.labelled_per_step = batch_size if in_memory else 0
         try:
@@ -465,7 +337,8 @@ class SSLClassifier(SSLModelBase):
             self.module.labelled_per_step = 0
         if start is not None:
             interpolate_weights(self.module, start, share)
-        self._start_weights = None
+        self._running_share, self._start_weights = None, None
+        self._pretrained_start = True  # a later train starts from these weights
         return out
 
     def _split(

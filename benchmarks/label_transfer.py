@@ -248,23 +248,21 @@ def linear_probe(latent: np.ndarray, labels: np.ndarray, ref: np.ndarray, seed: 
 def recorded_options(classifier_kwargs=None, train_kwargs=None) -> dict:
     """The classifier's options recorded with its rows: its class weights (``SSLClassifier``),
     the rare types' split and the weight interpolation (``train``), as given or at their
-    defaults (the interpolation's for a classifier started from an encoder)."""
+    defaults."""
     import inspect
 
     from scssl.model import SSLClassifier
-    from scssl.model._finetuning import DEFAULT_FINETUNED_SHARE
 
     init = inspect.signature(SSLClassifier.__init__).parameters
-    train_kwargs = train_kwargs or {}
+    train = inspect.signature(SSLClassifier.train).parameters
     return {
         "class_balance": (classifier_kwargs or {}).get(
             "class_balance", init["class_balance"].default
         ),
-        "validation_min_cells": train_kwargs.get(
-            "validation_min_cells",
-            inspect.signature(SSLClassifier.train).parameters["validation_min_cells"].default,
-        ),
-        "finetuned_share": train_kwargs.get("finetuned_share", DEFAULT_FINETUNED_SHARE),
+        **{
+            name: (train_kwargs or {}).get(name, train[name].default)
+            for name in ("validation_min_cells", "finetuned_share")
+        },
     }
 
 

@@ -32,20 +32,6 @@ _DATA_BUFFERS = ("batch_means", "reference_mean", "gene_inclusion", "measured_ge
 class ClassifierSourcesMixin:
     """:class:`scssl.model.SSLClassifier`'s constructors from pretrained weights."""
 
-    #: The weights are not a fresh initialisation (``train``'s default ``finetuned_share``).
-    _pretrained_start = False
-
-    @classmethod
-    def from_state_dict(cls, state_dict: dict, gene_vocabulary, adata=None, **kwargs) -> Self:
-        """As :meth:`scssl.model.base.ModelFilesMixin.from_state_dict` (same arguments).
-
-        Trained weights are a pretrained start: ``train`` interpolates back towards them by
-        default.
-        """
-        model = super().from_state_dict(state_dict, gene_vocabulary, adata, **kwargs)
-        model._pretrained_start = bool(model.is_trained_)  # False for a saved untrained model
-        return model
-
     @classmethod
     def from_encoder(
         cls,
@@ -120,7 +106,6 @@ class ClassifierSourcesMixin:
         copy_absent_batch_means(model, encoder)
         model.gene_vocabulary_ = dict(encoder.gene_vocabulary_)
         model.pretrained_from_ = getattr(encoder, "pretrained_from_", None)
-        model._pretrained_start = True
         return model
 
     @classmethod

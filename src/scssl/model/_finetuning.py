@@ -162,11 +162,6 @@ def start_head(module, z: np.ndarray, codes: np.ndarray, linear_probe: bool, see
         module.head[-1].bias.copy_(torch.as_tensor(bias))
 
 
-#: ``SSLClassifier.train``'s ``finetuned_share`` from pretrained weights (chosen on Kang and
-#: pbmc_3tech, see the label-transfer docs).
-DEFAULT_FINETUNED_SHARE = 0.7
-
-
 def interpolation_start(
     module: torch.nn.Module, finetuned_share: float
 ) -> dict[str, torch.Tensor] | None:

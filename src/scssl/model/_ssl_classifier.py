@@ -28,7 +28,6 @@ from scssl.module import ClassifierModule
 from ._calibration import temperature_scaling
 from ._classifier_sources import DEFAULT_UNLABELED, ClassifierSourcesMixin
 from ._finetuning import (
-    DEFAULT_FINETUNED_SHARE,
     ClassBalance,
     class_weights,
     discriminative_plan,
@@ -67,9 +66,8 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
     every cell and the encoder's batch handling (centering, adversary) keeping reference and
     query aligned. Training starts from a linear probe (logistic regression on the frozen
     embedding), uses a class-balanced cross-entropy and a lower learning rate for the encoder,
-    runs a fixed number of epochs, moves the weights 30% of the way back to where they started
-    when that was a pretrained model (WiSE-FT), and ends by fitting a softmax temperature on
-    held-out labelled cells (``calibration_`` reports the calibration error before and after).
+    runs a fixed number of epochs, and ends by fitting a softmax temperature on held-out
+    labelled cells (``calibration_`` reports the calibration error before and after).
 
     Parameters
     ----------
@@ -123,8 +121,7 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         super().__init__(adata)
         class_names, counts = labelled_class_counts(self.adata_manager, class_names)
         self.class_names_ = class_names
-        # the share and the weights the interpolation returns towards, while training runs
-        self._running_share, self._start_weights = None, None
+        self._start_weights = None  # the weights fine-tuning starts from, while it runs
         encoder_kwargs["mask_unmeasured_genes"] = resolve_gene_mask(
             adata, encoder_kwargs.get("mask_unmeasured_genes")
         )
@@ -218,7 +215,7 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         validation_size: float = 0.2,
         validation_min_cells: int = 10,
         linear_probe_start: bool = True,
-        finetuned_share: float | None = None,
+        finetuned_share: float = 1.0,
         calibrate: bool = True,
         early_stopping: bool = False,
         early_stopping_patience: int = 5,
@@ -254,10 +251,8 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         finetuned_share
             In [0, 1]. Each parameter ends at ``start + finetuned_share * (fine-tuned - start)``
             (WiSE-FT), ``start`` being the weights before training with the linear-probe head;
-            1 keeps the fine-tuned model, 0 the start. ``None``: 0.7 from trained weights
-            (:meth:`from_encoder`, a loaded or published model, a completed ``train``; chosen on
-            Kang and pbmc_3tech, see *Label transfer* docs), else 1: random weights are no
-            start to return to.
+            1 keeps the fine-tuned model, 0 the start. Below 1 it helped a little within a
+            study and collapsed the classifier across studies (see *Label transfer* docs).
         calibrate
             Fit the temperature on held-out labelled cells (see :meth:`calibrate`).
         early_stopping, early_stopping_patience
@@ -304,22 +299,17 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         train: np.ndarray,
         validation: np.ndarray,
         batch_size: int,
-        share: float | None,
+        share: float,
         **kwargs,
     ):
         """Lightning's fit on the split, then the interpolation with the start (``share``).
 
-        Each step takes labelled and drawn halves (in memory). Resuming an interrupted run
-        (``ckpt_path``) keeps its start and, by default, its share.
+        Each step takes labelled and drawn halves (in memory).
         """
-        resuming = bool(kwargs.get("ckpt_path")) and self._running_share is not None
-        if share is None:
-            pretrained = DEFAULT_FINETUNED_SHARE if self._pretrained_start else 1.0
-            share = self._running_share if resuming else pretrained
         start = interpolation_start(self.module, share)
-        if start is not None and resuming and self._start_weights is not None:
-            start = self._start_weights  # the interrupted run's start, not its weights
-        self._running_share, self._start_weights = share, start
+        if start is not None and kwargs.get("ckpt_path") and self._start_weights is not None:
+            start = self._start_weights  # resuming: the interrupted run's start, not its weights
+        self._start_weights = start
         in_memory = not getattr(self.adata, "isbacked", False)
         self.module.labelled_per_step = batch_size if in_memory else 0
         try:
@@ -337,8 +327,7 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
             self.module.labelled_per_step = 0
         if start is not None:
             interpolate_weights(self.module, start, share)
-        self._running_share, self._start_weights = None, None
-        self._pretrained_start = True  # a later train starts from these weights
+        self._start_weights = None
         return out
 
     def _split(

@@ -257,7 +257,7 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
             Fit the temperature on held-out labelled cells (see :meth:`calibrate`).
         early_stopping, early_stopping_patience
             Stop when the validation loss has not improved for this many epochs (the last
-            model is kept, not the best, and interpolated).
+            model is kept, not the best, and interpolated when ``finetuned_share`` < 1).
         accelerator, devices
             Lightning's hardware options.
         plan_kwargs

@@ -88,9 +88,7 @@ def test_train_classifier_annotates_the_query(ref_query):
     # 20 + 10 epochs of a small model: 0.44-0.54 over seeds 0-2 (with batch centering
     # 0.57-0.64); one type for every cell scores about 0.05
     assert f1 > 0.4, f1
-    # temperature scaling minimises the held-out cells' NLL, not their ECE, which on a few
-    # hundred cells can rise a little
-    assert classifier.calibration_["ece_after"] <= classifier.calibration_["ece_before"] + 0.01
+    assert classifier.calibration_["ece_after"] <= classifier.calibration_["ece_before"] + 1e-6
 
 
 def test_pretrain_encoder_on_the_reference_alone(ref_query):

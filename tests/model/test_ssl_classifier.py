@@ -123,7 +123,7 @@ def test_finetuned_share_interpolates_from_the_start(small_encoder):
 
 
 def test_predict_learns_and_probabilities_sum_to_one(small_encoder):
-    clf = _train(small_encoder, make_cells(600, seed=5))
+    clf = _train(small_encoder, make_cells(600, seed=5), max_epochs=8)
     query = make_cells(300, seed=6)
     proba = clf.predict(query, soft=True)
     assert list(proba.columns) == list(CLASSES)

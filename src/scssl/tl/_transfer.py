@@ -115,15 +115,13 @@ def transfer_labels(
         adds ``batch_key``, ``pretrain_time`` and ``encoder_kwargs`` to ``params``.
 
     """
-    voting = (k, weights, metric)
+    voting = {"k": k, "weights": weights, "metric": metric, "exact_max_cells": exact_max_cells}
     params = _checked_params(model, labels_key, use_rep, method, voting, key_added, min_confidence)
     if model is None and (method == "classifier" or use_rep is None):
-        training = (batch_key, pretrain_time, exact_max_cells)
+        training = (batch_key, pretrain_time)
         result = _train_and_predict(method, query, reference, labels_key, training, voting, params)
     elif method == "knn":
-        result = _vote(
-            query, reference, labels_key, model, use_rep, voting, exact_max_cells, min_overlap
-        )
+        result = _vote(query, reference, labels_key, model, use_rep, voting, min_overlap)
     else:
         result = _classify(query, model, min_overlap)
     query = query.copy() if copy else query
@@ -137,15 +135,16 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     ``"knn"``: the vote in the embedding of an encoder of :func:`scssl.model.pretrain_encoder`
     (its defaults: batch centering). ``"classifier"``: an SSLClassifier trained as
     :func:`scssl.model.train_classifier` does; the report adds its agreement with zero-shot kNN
-    on the pretrained embedding. ``training``: ``(batch_key, pretrain_time, exact_max_cells)``;
-    ``voting``: ``(k, weights, metric)``. ``params`` record the training.
+    on the pretrained embedding (the study's vote: ``k=5``, uniform, Euclidean).
+    ``training``: ``(batch_key, pretrain_time)``; ``voting``: options of ``knn_vote``.
+    ``params`` record the training.
     """
     reuse = "model= or use_rep= (an embedding)" if method == "knn" else "model= (a classifier)"
     if reference is None:
         raise ValueError(
             f'method="{method}" needs a labelled reference to train on, or {reuse} to reuse.'
         )
-    batch_key, pretrain_time, exact_max_cells = training
+    batch_key, pretrain_time = training
     logger.info(
         "Pretraining an SSLEncoder on reference + query for at most %s; pass %s to reuse one.",
         pretrain_time,
@@ -163,12 +162,8 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     params.update(batch_key=batch_key, pretrain_time=pretrain_time, encoder_kwargs=encoder_kwargs)
     if method == "knn":
         params["model"] = "SSLEncoder (trained by pretrain_encoder)"
-        k, weights, metric = voting
-        vote = _zero_shot_vote(
-            encoder, k=k, weights=weights, metric=metric, exact_max_cells=exact_max_cells
-        )
-        return _vote_result(vote)
-    zero_shot = _zero_shot_vote(encoder).predicted
+        return _vote_result(_zero_shot_vote(encoder, **voting))
+    zero_shot = _zero_shot_vote(encoder, exact_max_cells=voting["exact_max_cells"]).predicted
     model = finetune_classifier(encoder)
     params["model"] = "SSLClassifier (trained by train_classifier)"
     predicted, confidence, classes, report = _classify(
@@ -178,19 +173,20 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     return predicted, confidence, classes, report
 
 
-def _zero_shot_vote(encoder, **voting):
+def _zero_shot_vote(encoder, k: int = 5, **voting):
     """The query cells' kNN vote of the labelled reference cells, in an encoder's embedding.
 
-    The encoder comes from ``pretrain_encoder``; ``voting``: options of ``knn_vote``.
+    The encoder comes from ``pretrain_encoder``; ``voting``: further options of ``knn_vote``.
     """
     latent = encoder.get_latent_representation()
     labels = encoder.adata.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
     reference_cells = reference_positions(encoder)
-    _check_k(voting.get("k", 5), len(reference_cells), stacklevel=4)
+    _check_k(k, len(reference_cells), stacklevel=4)
     return knn_vote(
         latent[reference_cells],
         labels[reference_cells],
         latent[query_positions(encoder)],
+        k=k,
         **voting,
     )
 
@@ -220,9 +216,9 @@ def check_knn_agreement(classifier_labels: np.ndarray, knn_labels: np.ndarray) -
 def _checked_params(model, labels_key, use_rep, method, voting, key_added, min_confidence):
     """The ``params`` of the call, after checking the options.
 
-    ``voting``: ``(k, weights, metric)``.
+    ``voting``: options of ``knn_vote``.
     """
-    k, weights, metric = voting
+    k, weights, metric = voting["k"], voting["weights"], voting["metric"]
     if method not in METHODS:
         raise ValueError(f"method={method!r}; choose one of {list(METHODS)}.")
     check_voting(weights, metric)
@@ -258,12 +254,11 @@ def _classify(query: AnnData, model, min_overlap: float = DEFAULT_MIN_OVERLAP, p
     return classes[winner], probabilities[np.arange(len(winner)), winner], classes, {}
 
 
-def _vote(query, reference, labels_key, model, use_rep, voting, exact_max_cells, min_overlap):
+def _vote(query, reference, labels_key, model, use_rep, voting, min_overlap):
     """The kNN vote of the labelled reference cells, in the model's (or use_rep's) embedding.
 
-    ``voting``: ``(k, weights, metric)``.
+    ``voting``: options of ``knn_vote``.
     """
-    k, weights, metric = voting
     labels = _reference_labels(reference, labels_key)
     labelled = labels.notna().to_numpy()
     ref_embedding = _embedding(reference, model, use_rep, "reference", min_overlap)
@@ -273,16 +268,8 @@ def _vote(query, reference, labels_key, model, use_rep, voting, exact_max_cells,
             f"The reference embedding has {ref_embedding.shape[1]} dimensions and the "
             f"query's {query_embedding.shape[1]}; embed both with the same model."
         )
-    _check_k(k, int(labelled.sum()), stacklevel=3)
-    vote = knn_vote(
-        ref_embedding[labelled],
-        labels.to_numpy()[labelled],
-        query_embedding,
-        k=k,
-        weights=weights,
-        metric=metric,
-        exact_max_cells=exact_max_cells,
-    )
+    _check_k(voting["k"], int(labelled.sum()), stacklevel=3)
+    vote = knn_vote(ref_embedding[labelled], labels.to_numpy()[labelled], query_embedding, **voting)
     return _vote_result(vote)
 
 

@@ -197,7 +197,9 @@ def main(argv=None) -> None:
             rows += _fold_rows(pbmc, held_out, args)
     for row in rows:
         row.update(device=device, pretrain_precision=precision)
-        row.update(recorded_options(None, SCRATCH_TRAIN if row["method"] == "scratch" else None))
+        if row["method"] != "logreg":  # the classifiers' options; logistic regression has none
+            train = SCRATCH_TRAIN if row["method"] == "scratch" else None
+            row.update(recorded_options(None, train))
     write_outputs(rows, args, f"{device}, pretraining precision {precision}")
 
 

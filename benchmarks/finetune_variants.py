@@ -14,7 +14,9 @@ A variant is ``[from_encoder options, train options]``. Appends JSON lines to
 names the ``class_balance``, ``validation_min_cells`` and ``finetuned_share`` its classifier
 used; rows without ``class_balance`` used the square-root weights, rows without
 ``validation_min_cells`` 2 and rows without ``finetuned_share`` 1 unless their ``options`` say
-otherwise, the defaults then) and prints the means per variant and fold.
+otherwise, the defaults then; rows with ``"batch_centering": false`` were pretrained without
+centering, as the classifier workflow does; a ``run`` names rows of one exploration, some from
+scripts outside the repository) and prints the means per variant and fold.
 """
 
 from __future__ import annotations

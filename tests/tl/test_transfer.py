@@ -151,19 +151,17 @@ def test_classifier_method(trained_model, ref_query):
     np.testing.assert_array_equal(query.obs["cell_type_pred"].astype(str), clf.predict(query))
 
 
-def _spy_on_pretraining(monkeypatch, epochs: int | None = None) -> list:
-    """Keep every encoder that transfer_labels pretrains.
+def _spy_on_pretraining(monkeypatch, epochs: int) -> list:
+    """Keep every encoder that transfer_labels pretrains, pretrained for ``epochs`` epochs.
 
-    ``epochs``: pretrain for that many epochs instead of the time asked for, so that a busy
-    machine does not train less.
+    Epochs instead of the time asked for, so that a busy machine does not train less.
     """
     import scssl.tl._transfer as transfer
 
     encoders, pretrain = [], transfer.pretrain_encoder
 
     def spy(*args, **kwargs):
-        if epochs is not None:
-            kwargs.update(pretrain_time=None, pretrain_epochs=epochs)
+        kwargs.update(pretrain_time=None, pretrain_epochs=epochs)
         encoders.append(pretrain(*args, **kwargs))
         return encoders[-1]
 

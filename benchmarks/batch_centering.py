@@ -58,7 +58,7 @@ def fold_row(task, seed, fold, encoder, data, latent, labels, ref) -> dict:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=["kang", "pbmc3tech", "kang2pbmc3tech"])
+    parser.add_argument("task", choices=["kang", "pbmc3tech", "kang2pbmc3tech", "pbmc3tech2kang"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--genes", type=int, default=None, help="as label_transfer.py --genes")
     parser.add_argument("--data-dir", default=str(SHARED))

@@ -37,8 +37,17 @@ SHARED = ROOT / ".." / "shared" / "data"
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", help="JSON {name: [from_encoder options, train options]}")
-    parser.add_argument("--task", choices=["pbmc3tech", "kang"], default="pbmc3tech")
+    parser.add_argument(
+        "--task",
+        choices=["pbmc3tech", "kang", "kang2pbmc3tech", "pbmc3tech2kang"],
+        default="pbmc3tech",
+    )
+    parser.add_argument("--genes", type=int, help="a panel of this many HVGs (as label_transfer)")
+    parser.add_argument(
+        "--uncentred", action="store_true", help="pretrain without batch centering (the workflow's)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--run", help="a name recorded in each row (rows of one exploration)")
     parser.add_argument("--data-dir", default=str(SHARED))
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/finetune_variants.jsonl"))
     args = parser.parse_args(argv)
@@ -52,13 +61,14 @@ def main(argv=None) -> None:
 
     variants = json.loads(args.variants)
     adata, labels, batch_key, folds = label_transfer_tasks.exploration_task(
-        args.task, Path(args.data_dir)
+        args.task, Path(args.data_dir), args.genes
     )
+    encoder_kwargs = {"batch_centering": False} if args.uncentred else {}
     rows = []
     with open(args.out, "a") as out:
         for seed in args.seeds:
             scvi.settings.seed = seed
-            data, encoder, _ = label_transfer.pretrained_encoder(adata, batch_key)
+            data, encoder, _ = label_transfer.pretrained_encoder(adata, batch_key, **encoder_kwargs)
             latent = encoder.get_latent_representation()
             for fold, ref in folds:
                 probe, query_features = label_transfer.linear_probe(latent, labels, ref, seed)
@@ -73,6 +83,9 @@ def main(argv=None) -> None:
                     print(f"{name} {fold} seed {seed}: {seconds:.0f} s", flush=True)
                 for name, values in predicted.items():
                     row = {"task": args.task, "seed": seed, "fold": fold, "variant": name}
+                    row.update({"run": args.run} if args.run else {})
+                    row.update({"genes": args.genes} if args.genes else {})
+                    row.update({"batch_centering": False} if args.uncentred else {})
                     row["macro_f1"] = macro_f1(labels[~ref], values)
                     if name != "linear_probe":
                         row["options"] = variants[name]

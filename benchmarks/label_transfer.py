@@ -9,6 +9,9 @@ Tasks
 - ``kang2pbmc3tech``: another study as the reference: Kang's cells (both conditions) annotate
   pbmc_3tech's, on their shared genes, labels renamed to pbmc_3tech's
   (``label_transfer_tasks.kang_and_pbmc3tech``). Batch = Kang's condition or pbmc_3tech's chemistry.
+- ``pbmc3tech2kang``: the other direction, a small reference annotating a large query:
+  pbmc_3tech's 1,197 labelled cells annotate Kang's (both conditions; its erythrocytes, a type
+  pbmc_3tech lacks, left out), on the same genes and labels.
 
 Methods
 -------
@@ -73,6 +76,7 @@ TITLES = {
     "kang": "Kang PBMC, CTRL -> STIM",
     "pbmc3tech": "pbmc_3tech, leave one chemistry out (mean of 3 folds)",
     "kang2pbmc3tech": "Kang (both conditions) -> pbmc_3tech (three chemistries), shared genes",
+    "pbmc3tech2kang": "pbmc_3tech (three chemistries) -> Kang (both conditions), shared genes",
 }
 SSL_ROWS = ("ssl_finetuned", "ssl_linear_probe", "ssl_knn", "ssl_knn_cosine")
 

@@ -37,8 +37,10 @@ def load_task(
     elif task == "pbmc3tech":
         adata = ad.read_h5ad(data_dir / "pbmc_3tech.h5ad")
         batch_key = "batch"
-    elif task == "kang2pbmc3tech":
+    elif task in ("kang2pbmc3tech", "pbmc3tech2kang"):
         adata = kang_and_pbmc3tech(data_dir)
+        if task == "pbmc3tech2kang":  # pbmc_3tech has no erythrocytes to annotate them with
+            adata = adata[adata.obs["cell_type"] != "Eryth"].copy()
         batch_key = "batch"
     else:
         raise ValueError(task)
@@ -52,6 +54,8 @@ def load_task(
         folds = [("CTRL->STIM", (adata.obs["stim"] == "CTRL").to_numpy())]
     elif task == "kang2pbmc3tech":
         folds = [("Kang->pbmc_3tech", (adata.obs["study"] == "Kang").to_numpy())]
+    elif task == "pbmc3tech2kang":
+        folds = [("pbmc_3tech->Kang", (adata.obs["study"] == "pbmc_3tech").to_numpy())]
     else:
         folds = [
             (f"->{b}", (adata.obs[batch_key] != b).to_numpy())

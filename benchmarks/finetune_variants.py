@@ -1,8 +1,8 @@
-"""Fine-tuning options against the defaults on pbmc_3tech (3 held-out chemistries) or Kang.
+"""Fine-tuning options against the defaults on a label-transfer task (default pbmc_3tech).
 
 For each seed an SSLEncoder is pretrained as ``benchmarks/label_transfer.py`` does (all cells,
-no labels, defaults); then, per fold (held-out chemistry, or CTRL -> STIM with
-``--task kang``), the linear probe and
+no labels, defaults); then, per fold (held-out chemistry, CTRL -> STIM with ``--task kang``,
+one study -> the other with ``kang2pbmc3tech`` or ``pbmc3tech2kang``), the linear probe and
 ``SSLClassifier.from_encoder(...).train()`` with each variant's options are scored on the query
 by macro F1. The variants share the encoder, so their differences are the fine-tuning's alone.
 
@@ -15,8 +15,10 @@ names the ``class_balance``, ``validation_min_cells`` and ``finetuned_share`` it
 used; rows without ``class_balance`` used the square-root weights, rows without
 ``validation_min_cells`` 2 and rows without ``finetuned_share`` 1 unless their ``options`` say
 otherwise, the defaults then; rows with ``"batch_centering": false`` were pretrained without
-centering, as the classifier workflow does; a ``run`` names rows of one exploration, some from
-scripts outside the repository) and prints the means per variant and fold.
+centering, as the classifier workflow does (``--uncentred``); rows with ``genes`` ran on that
+many HVGs (``--genes``, as ``label_transfer.py --genes``); a ``run`` names rows of one
+exploration (``--run``), some from scripts outside the repository) and prints the means per
+variant and fold.
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ used; rows without ``class_balance`` used the square-root weights, rows without
 otherwise, the defaults then; rows with ``"batch_centering": false`` were pretrained without
 centering, as the classifier workflow does (``--uncentred``); rows with ``genes`` ran on that
 many HVGs (``--genes``, as ``label_transfer.py --genes``); a ``run`` names rows of one
-exploration (``--run``), some from scripts outside the repository) and prints the means per
-variant and fold.
+exploration (``--run``), some from scripts outside the repository; rows with
+``"min_drawn_share": 0`` were fine-tuned before an epoch drew at least a third of all cells)
+and prints the means per variant and fold.
 """
 
 from __future__ import annotations

@@ -139,7 +139,8 @@ class LabelledMixSampler(DistributedSampler):
     """Semi-supervised minibatches: labelled cells, and as many cells drawn from all cells.
 
     An epoch is one pass over the labelled cells (in a new order each epoch, cycled to fill
-    at least ``min_steps`` steps); each minibatch holds ``batch_size`` of them first, then
+    at least ``min_steps`` steps, and enough steps to draw ``min_drawn_share`` of all cells);
+    each minibatch holds ``batch_size`` of them first, then
     ``batch_size`` cells drawn at random from all ``n_obs`` positions (labelled or not), in
     that order (a module tells the halves apart by position; in-memory data only, as a backed
     file is read in sorted order). Subclasses :class:`~torch.utils.data.DistributedSampler` so that
@@ -155,20 +156,35 @@ class LabelledMixSampler(DistributedSampler):
         Labelled cells per minibatch (and cells drawn from all).
     min_steps
         Fewest minibatches per epoch (few labelled cells are cycled).
+    min_drawn_share
+        Fewest cells drawn from all per epoch, as a share of ``n_obs``: with a small labelled
+        reference and a large query, a pass over the labelled cells alone would leave most of
+        the query undrawn (a third: each cell about 10 times in the classifier's 30 epochs).
     seed
         Seed of the draws; epoch ``e`` uses ``(seed, e)``.
 
     """
 
     def __init__(
-        self, n_obs: int, labelled: np.ndarray, batch_size: int, min_steps: int = 10, seed: int = 0
+        self,
+        n_obs: int,
+        labelled: np.ndarray,
+        batch_size: int,
+        min_steps: int = 10,
+        min_drawn_share: float = 1 / 3,
+        seed: int = 0,
     ):
         labelled = np.asarray(labelled, dtype=np.int64)
         if len(labelled) == 0:
             raise ValueError("LabelledMixSampler needs labelled cells.")
         self.n_obs, self.labelled = int(n_obs), labelled
         self.batch_size, self.seed, self.epoch = int(batch_size), int(seed), 0
-        self.steps = max(int(min_steps), math.ceil(len(labelled) / self.batch_size))
+        drawn = math.ceil(min_drawn_share * self.n_obs - 1e-6)  # a third of 3n is n, not n + 1
+        self.steps = max(
+            int(min_steps),
+            math.ceil(len(labelled) / self.batch_size),
+            math.ceil(drawn / self.batch_size),
+        )
         self.num_replicas, self.rank = 1, 0
         self.num_samples = self.total_size = self.steps * self.batch_size
 

@@ -230,8 +230,9 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
 
         A stratified share ``validation_size`` of the labelled cells is held out; the others
         and every unlabelled cell train for ``max_epochs`` epochs (passes over the labelled
-        cells, at least 10 steps), each step taking ``batch_size`` labelled cells and as many
-        drawn from all (pretext and adversary), the head starting as a linear probe.
+        cells, at least 10 steps and enough to draw a third of all cells), each step taking
+        ``batch_size`` labelled cells and as many drawn from all (pretext and adversary), the
+        head starting as a linear probe.
 
         Parameters
         ----------

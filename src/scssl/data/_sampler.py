@@ -156,12 +156,12 @@ class LabelledMixSampler(DistributedSampler):
         Labelled cells per minibatch (and cells drawn from all).
     min_steps
         Fewest minibatches per epoch (few labelled cells are cycled).
+    seed
+        Seed of the draws; epoch ``e`` uses ``(seed, e)``.
     min_drawn_share
         Fewest cells drawn from all per epoch, as a share of ``n_obs``: with a small labelled
         reference and a large query, a pass over the labelled cells alone would leave most of
         the query undrawn (a third: each cell about 10 times in the classifier's 30 epochs).
-    seed
-        Seed of the draws; epoch ``e`` uses ``(seed, e)``.
 
     """
 
@@ -171,8 +171,8 @@ class LabelledMixSampler(DistributedSampler):
         labelled: np.ndarray,
         batch_size: int,
         min_steps: int = 10,
-        min_drawn_share: float = 1 / 3,
         seed: int = 0,
+        min_drawn_share: float = 1 / 3,
     ):
         labelled = np.asarray(labelled, dtype=np.int64)
         if len(labelled) == 0:

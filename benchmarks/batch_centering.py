@@ -59,18 +59,18 @@ def fold_row(task, seed, fold, encoder, data, latent, labels, ref) -> dict:
 
 
 def main(argv=None) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import label_transfer
+    import label_transfer_tasks
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("task", choices=["kang", "pbmc3tech", "kang2pbmc3tech", "pbmc3tech2kang"])
+    parser.add_argument("task", choices=list(label_transfer.TITLES))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--genes", type=int, default=None, help="as label_transfer.py --genes")
     parser.add_argument("--data-dir", default=str(SHARED))
     parser.add_argument("--out", default=str(ROOT / "benchmarks/results/batch_centering.jsonl"))
     args = parser.parse_args(argv)
     import scvi
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    import label_transfer
-    import label_transfer_tasks
 
     adata, labels, batch_key, folds = label_transfer_tasks.exploration_task(
         args.task, Path(args.data_dir), args.genes

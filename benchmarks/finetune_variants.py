@@ -38,13 +38,13 @@ SHARED = ROOT / ".." / "shared" / "data"
 
 
 def main(argv=None) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import label_transfer
+    import label_transfer_tasks
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", help="JSON {name: [from_encoder options, train options]}")
-    parser.add_argument(
-        "--task",
-        choices=["pbmc3tech", "kang", "kang2pbmc3tech", "pbmc3tech2kang"],
-        default="pbmc3tech",
-    )
+    parser.add_argument("--task", choices=list(label_transfer.TITLES), default="pbmc3tech")
     parser.add_argument("--genes", type=int, help="a panel of this many HVGs (as label_transfer)")
     parser.add_argument(
         "--uncentred", action="store_true", help="pretrain without batch centering (the workflow's)"
@@ -56,10 +56,6 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     import scvi
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    import label_transfer
-    import label_transfer_tasks
-
     from scssl.benchmark import macro_f1
 
     variants = json.loads(args.variants)
@@ -67,6 +63,8 @@ def main(argv=None) -> None:
         args.task, Path(args.data_dir), args.genes
     )
     encoder_kwargs = {"batch_centering": False} if args.uncentred else {}
+    settings = {"run": args.run, "genes": args.genes, **encoder_kwargs}  # kept in every row
+    settings = {key: value for key, value in settings.items() if value is not None}
     rows = []
     with open(args.out, "a") as out:
         for seed in args.seeds:
@@ -86,9 +84,7 @@ def main(argv=None) -> None:
                     print(f"{name} {fold} seed {seed}: {seconds:.0f} s", flush=True)
                 for name, values in predicted.items():
                     row = {"task": args.task, "seed": seed, "fold": fold, "variant": name}
-                    row.update({"run": args.run} if args.run else {})
-                    row.update({"genes": args.genes} if args.genes else {})
-                    row.update({"batch_centering": False} if args.uncentred else {})
+                    row.update(settings)
                     row["macro_f1"] = macro_f1(labels[~ref], values)
                     if name != "linear_probe":
                         row["options"] = variants[name]

@@ -532,7 +532,8 @@ def _positive(text: str) -> int:
 
 
 def merge(args) -> None:
-    """Results JSON + cached groups it lacks -> rewritten JSON, markdown and macro F1 plots."""
+    """Results JSON + cached groups it lacks (``--replace``: the cached groups, whether it has
+    them or not) -> rewritten JSON, markdown and macro F1 plots."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -548,22 +549,28 @@ def merge(args) -> None:
             f"--genes {recorded} (got {args.genes}), or rows of two gene sets would mix."
         )
     rows = payload["rows"]
+    cached = [
+        json.loads(_cache_path(group, task, args).read_text())
+        for task in args.tasks
+        for group in args.groups
+        if _cache_path(group, task, args).exists()
+    ]
+    if args.replace:  # the cached groups' rows take the place of the same methods' rows
+        fresh = {(r["task"], r["method"]) for group_rows in cached for r in group_rows}
+        rows = [r for r in rows if (r["task"], r["method"]) not in fresh]
     have = {(r["task"], r["method"]) for r in rows}
-    for task in args.tasks:
-        for group in args.groups:
-            cache = _cache_path(group, task, args)
-            if cache.exists():
-                for r in json.loads(cache.read_text()):
-                    if (r["task"], r["method"]) not in have:
-                        predicted = r.pop("_predicted", None)
-                        if (task, r["method"]) == ("kang", "ssl_finetuned") and predicted:
-                            adata, key, _, folds = load_task(
-                                task, Path(args.data_dir), args.max_cells, args.seed, args.genes
-                            )
-                            truth = adata.obs[key].astype(str).to_numpy()[~folds[0][1]]
-                            kang_confusion(truth, predicted, out)
-                        rows.append(r)
-                        print(f"added {r['task']} {r['method']} {r['fold']}")
+    for r in (r for group_rows in cached for r in group_rows):
+        if (r["task"], r["method"]) in have:
+            continue
+        predicted = r.pop("_predicted", None)
+        if (r["task"], r["method"]) == ("kang", "ssl_finetuned") and predicted:
+            adata, key, _, folds = load_task(
+                "kang", Path(args.data_dir), args.max_cells, args.seed, args.genes
+            )
+            truth = adata.obs[key].astype(str).to_numpy()[~folds[0][1]]
+            kang_confusion(truth, predicted, out)
+        rows.append(r)
+        print(f"added {r['task']} {r['method']} {r['fold']}")
     summary = summarise(rows)
     plots(summary, rows, out, {})
     kang = [r for r in rows if r["task"] == "kang"]
@@ -611,6 +618,11 @@ def main() -> None:
         "--merge",
         action="store_true",
         help="add cached groups missing from the existing results JSON and rewrite the outputs",
+    )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="with --merge: the cached groups' rows replace the JSON's rows of the same methods",
     )
     args = parser.parse_args()
 

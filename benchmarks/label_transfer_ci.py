@@ -53,8 +53,10 @@ def saved_predictions_path(args) -> Path:
 
 
 def cached_rows(args) -> list[dict]:
-    """The cached rows of ``args.seeds`` (with ``seed`` and ``_predicted``), which are also
-    written to :func:`saved_predictions_path`; with ``--saved``, the rows written there."""
+    """The rows of ``args.seeds`` (with ``seed`` and ``_predicted``): the cached ones, which
+    replace those of the same seed and method in :func:`saved_predictions_path`, and the saved
+    rows of the methods not cached (a rerun of one group keeps the others); with ``--saved``,
+    the saved rows alone."""
     saved = saved_predictions_path(args)
     kept = json.loads(gzip.decompress(saved.read_bytes())) if saved.exists() else []
     if args.saved:
@@ -66,10 +68,11 @@ def cached_rows(args) -> list[dict]:
             path = label_transfer._cache_path(group, args.task, settings)
             if path.exists():
                 rows += [{**row, "seed": seed} for row in json.loads(path.read_text())]
-    if rows:  # the cached seeds replace their kept rows; other seeds' rows stay
-        kept = [row for row in kept if row["seed"] not in args.seeds] + rows
+    if rows:  # cached rows replace the kept rows of their seed and method; the others stay
+        fresh = {(row["seed"], row["method"]) for row in rows}
+        kept = [row for row in kept if (row["seed"], row["method"]) not in fresh] + rows
         saved.write_bytes(gzip.compress(json.dumps(kept).encode(), mtime=0))
-    return rows
+    return [row for row in kept if row["seed"] in args.seeds]
 
 
 def cached_predictions(args) -> tuple[dict, list[dict]]:

@@ -97,3 +97,23 @@ def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_pat
     saved = ["--seeds", "0", "1", "--resamples", "200", "--saved", "--out", str(again)]
     ci_script.main([*common, *saved])
     assert json.loads(again.with_suffix(".json").read_text())["comparisons"] == [twin, against_pca]
+    # a rerun of one group replaces its kept rows and keeps the other groups' saved ones
+    for seed in (0, 1):
+        settings = SimpleNamespace(
+            pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None, seed=seed
+        )
+        settings.__dict__.update(max_cells=None, genes=None, cache=str(cache))
+        path = ci_script.label_transfer._cache_path("ssl", "pbmc3tech", settings)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {"task": "pbmc3tech", "fold": fold, "method": "ssl_finetuned", "n_genes": 1767}
+            | {"_predicted": labels[~ref].tolist()}
+            for fold, ref in folds
+        ]
+        path.write_text(json.dumps(rows))
+    rerun = tmp_path / "rerun"
+    ci_script.main([*common, "--seeds", "0", "1", "--resamples", "200", "--out", str(rerun)])
+    result = json.loads(rerun.with_suffix(".json").read_text())
+    assert result["observed"]["ssl_finetuned"] == 1.0
+    assert result["observed"]["pca_knn"] == payload["observed"]["pca_knn"]
+    assert "ssl_linear_probe" in result["observed"]

@@ -1,0 +1,52 @@
+"""benchmarks/label_transfer.py --merge: cached groups join (or, with --replace, replace) rows."""
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture
+def label_transfer(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(
+        "label_transfer", BENCHMARKS / "label_transfer.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("label_transfer_tasks", None)
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_merge_adds_or_replaces_cached_rows(label_transfer, tmp_path, monkeypatch, replace):
+    out = tmp_path / "label_transfer_pbmc3tech"
+    shutil.copy(BENCHMARKS / "results" / "label_transfer_pbmc3tech.json", out.with_suffix(".json"))
+    before = json.loads(out.with_suffix(".json").read_text())["rows"]
+    rerun = [{**r, "macro_f1": 0.5} for r in before if r["method"] == "ssl_finetuned"]
+    cache = tmp_path / "cache"
+    settings = SimpleNamespace(
+        pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None, seed=0
+    )
+    settings.__dict__.update(max_cells=None, genes=None, cache=str(cache))
+    path = label_transfer._cache_path("ssl", "pbmc3tech", settings)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(rerun))
+    argv = ["label_transfer.py", "--merge", "--tasks", "pbmc3tech", "--groups", "ssl"]
+    argv += ["--out", str(out), "--cache", str(cache)] + (["--replace"] if replace else [])
+    monkeypatch.setattr(sys, "argv", argv)
+    label_transfer.main()
+    after = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert len(after) == len(before)
+    finetuned = [r["macro_f1"] for r in after if r["method"] == "ssl_finetuned"]
+    old = [r["macro_f1"] for r in before if r["method"] == "ssl_finetuned"]
+    assert finetuned == ([0.5] * 3 if replace else old)
+    others = [r for r in after if r["method"] != "ssl_finetuned"]
+    assert others == [r for r in before if r["method"] != "ssl_finetuned"]
+    assert out.with_suffix(".md").exists()

@@ -85,6 +85,8 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         Dropout before the classification layer.
     pretext_weight
         Weight of the encoder's pretext loss on all cells during fine-tuning; 0: labels only.
+        The default 3 keeps more of what pretraining learnt than 1 (chosen on pbmc_3tech and
+        Kang; see *A heavier pretext while fine-tuning* in the label-transfer docs).
     freeze_encoder
         Train the head only (a linear probe).
     **encoder_kwargs
@@ -114,7 +116,7 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         class_balance: ClassBalance = "inverse",
         head_activation: str | None = None,
         head_dropout_rate: float = 0.1,
-        pretext_weight: float = 1.0,
+        pretext_weight: float = 3.0,
         freeze_encoder: bool = False,
         **encoder_kwargs,
     ):

@@ -61,7 +61,7 @@ class ClassifierModule(SSLModule):
         head_activation: str | None = None,
         head_dropout_rate: float = 0.1,
         class_weights: torch.Tensor | None = None,
-        pretext_weight: float = 1.0,
+        pretext_weight: float = 3.0,
         freeze_encoder: bool = False,
         **ssl_kwargs,
     ):

@@ -549,17 +549,13 @@ def merge(args) -> None:
             f"--genes {recorded} (got {args.genes}), or rows of two gene sets would mix."
         )
     rows = payload["rows"]
-    cached = [
-        json.loads(_cache_path(group, task, args).read_text())
-        for task in args.tasks
-        for group in args.groups
-        if _cache_path(group, task, args).exists()
-    ]
+    paths = [_cache_path(group, task, args) for task in args.tasks for group in args.groups]
+    cached = [r for path in paths if path.exists() for r in json.loads(path.read_text())]
     if args.replace:  # the cached groups' rows take the place of the same methods' rows
-        fresh = {(r["task"], r["method"]) for group_rows in cached for r in group_rows}
+        fresh = {(r["task"], r["method"]) for r in cached}
         rows = [r for r in rows if (r["task"], r["method"]) not in fresh]
     have = {(r["task"], r["method"]) for r in rows}
-    for r in (r for group_rows in cached for r in group_rows):
+    for r in cached:
         if (r["task"], r["method"]) in have:
             continue
         predicted = r.pop("_predicted", None)

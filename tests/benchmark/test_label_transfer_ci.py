@@ -25,14 +25,21 @@ def ci_script(monkeypatch):
     sys.modules.pop("label_transfer", None)
 
 
+def _cache_file(script, group: str, seed: int, cache: Path) -> Path:
+    """Where the benchmark caches a group's pbmc_3tech rows with its default settings."""
+    settings = SimpleNamespace(
+        pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None, seed=seed
+    )
+    settings.__dict__.update(max_cells=None, genes=None, cache=str(cache))
+    return script.label_transfer._cache_path(group, "pbmc3tech", settings)
+
+
 def _write_cache(script, cache: Path, data_dir: Path) -> None:
     """ssl_finetuned nearly right, pca_knn often wrong (seeds 0 and 1), scvi_knn seed 0 only."""
     adata, key, _, folds = script.label_transfer_tasks.load_task("pbmc3tech", data_dir, None, 0)
     labels = adata.obs[key].astype(str).to_numpy()
     rng = np.random.default_rng(0)
     for seed, groups in ((0, ("ssl", "pca", "scvi", "logreg")), (1, ("ssl", "pca", "logreg"))):
-        settings = dict(pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None)
-        settings.update(seed=seed, max_cells=None, genes=None, cache=str(cache))
         for group in groups:
             method, error = {
                 "ssl": ("ssl_finetuned", 0.05),
@@ -51,8 +58,7 @@ def _write_cache(script, cache: Path, data_dir: Path) -> None:
                     rows.append({**rows[-1], "method": "ssl_linear_probe"})
             if group == "logreg":
                 rows = rows[1:]  # one fold missing: left out
-            args = SimpleNamespace(**settings)
-            path = script.label_transfer._cache_path(group, "pbmc3tech", args)
+            path = _cache_file(script, group, seed, cache)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(rows))
 
@@ -75,11 +81,7 @@ def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_pat
     labels = adata.obs[key].astype(str).to_numpy()
     scores = []
     for seed in (0, 1):
-        settings = SimpleNamespace(
-            pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None, seed=seed
-        )
-        settings.__dict__.update(max_cells=None, genes=None, cache=str(cache))
-        path = ci_script.label_transfer._cache_path("pca", "pbmc3tech", settings)
+        path = _cache_file(ci_script, "pca", seed, cache)
         for row, (_, ref) in zip(json.loads(path.read_text()), folds, strict=True):
             scores.append(macro_f1(labels[~ref], row["_predicted"]))
     assert payload["observed"]["pca_knn"] == pytest.approx(np.mean(scores))
@@ -99,11 +101,7 @@ def test_label_transfer_ci_on_cached_predictions(ci_script, shared_file, tmp_pat
     assert json.loads(again.with_suffix(".json").read_text())["comparisons"] == [twin, against_pca]
     # a rerun of one group replaces its kept rows and keeps the other groups' saved ones
     for seed in (0, 1):
-        settings = SimpleNamespace(
-            pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None, seed=seed
-        )
-        settings.__dict__.update(max_cells=None, genes=None, cache=str(cache))
-        path = ci_script.label_transfer._cache_path("ssl", "pbmc3tech", settings)
+        path = _cache_file(ci_script, "ssl", seed, cache)
         path.parent.mkdir(parents=True, exist_ok=True)
         rows = [
             {"task": "pbmc3tech", "fold": fold, "method": "ssl_finetuned", "n_genes": 1767}

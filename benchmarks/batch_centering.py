@@ -13,7 +13,8 @@ benchmark's rows of the same task and seed, which pretrain with batch centering:
 Appends one JSON line per fold to ``benchmarks/results/batch_centering.jsonl``: macro F1 of
 ``ssl_knn`` (Euclidean), ``ssl_knn_cosine``, ``ssl_linear_probe`` and ``ssl_finetuned``, the
 share of query cells on which the classifier and Euclidean kNN agree, the classifier's
-per-class F1, seconds and the classifier's options (rows without ``finetuned_share`` were
+per-class F1, seconds and the classifier's options (rows without ``pretext_weight`` used 1,
+the default until 2026-11-27; rows without ``finetuned_share`` were
 measured before the weight interpolation: 1; rows with ``"min_drawn_share": 0`` were fine-tuned
 before an epoch drew at least a third of all cells, which changed the epochs of
 ``pbmc3tech2kang`` alone). ``--genes N``: every step on the task's N

@@ -11,13 +11,14 @@ by macro F1. The variants share the encoder, so their differences are the fine-t
 
 A variant is ``[from_encoder options, train options]``. Appends JSON lines to
 ``benchmarks/results/finetune_variants.jsonl`` (rows without ``task`` are pbmc_3tech; each row
-names the ``class_balance``, ``validation_min_cells`` and ``finetuned_share`` its classifier
-used; rows without ``class_balance`` used the square-root weights, rows without
-``validation_min_cells`` 2 and rows without ``finetuned_share`` 1 unless their ``options`` say
-otherwise, the defaults then; rows with ``"batch_centering": false`` were pretrained without
-centering, as the classifier workflow does (``--uncentred``); rows with ``genes`` ran on that
-many HVGs (``--genes``, as ``label_transfer.py --genes``); a ``run`` names rows of one
-exploration (``--run``), some from scripts outside the repository; rows with
+names the ``class_balance``, ``pretext_weight``, ``validation_min_cells`` and
+``finetuned_share`` its classifier used; rows without ``class_balance`` used the square-root
+weights, rows without ``validation_min_cells`` 2, rows without ``finetuned_share`` 1 and rows
+without ``pretext_weight`` 1 until 2026-11-27 and 3 after (their ``run`` says which) unless
+their ``options`` say otherwise, the defaults then; rows with ``"batch_centering": false`` were
+pretrained without centering, as the classifier workflow does (``--uncentred``); rows with
+``genes`` ran on that many HVGs (``--genes``, as ``label_transfer.py --genes``); a ``run`` names
+rows of one exploration (``--run``), some from scripts outside the repository; rows with
 ``"min_drawn_share": 0`` were fine-tuned before an epoch drew at least a third of all cells)
 and prints the means per variant and fold.
 """

@@ -250,9 +250,9 @@ def linear_probe(latent: np.ndarray, labels: np.ndarray, ref: np.ndarray, seed: 
 
 
 def recorded_options(classifier_kwargs=None, train_kwargs=None) -> dict:
-    """The classifier's options recorded with its rows: its class weights (``SSLClassifier``),
-    the rare types' split and the weight interpolation (``train``), as given or at their
-    defaults."""
+    """The classifier's options recorded with its rows: its class weights and pretext weight
+    (``SSLClassifier``), the rare types' split and the weight interpolation (``train``), as
+    given or at their defaults."""
     import inspect
 
     from scssl.model import SSLClassifier
@@ -260,9 +260,10 @@ def recorded_options(classifier_kwargs=None, train_kwargs=None) -> dict:
     init = inspect.signature(SSLClassifier.__init__).parameters
     train = inspect.signature(SSLClassifier.train).parameters
     return {
-        "class_balance": (classifier_kwargs or {}).get(
-            "class_balance", init["class_balance"].default
-        ),
+        **{
+            name: (classifier_kwargs or {}).get(name, init[name].default)
+            for name in ("class_balance", "pretext_weight")
+        },
         **{
             name: (train_kwargs or {}).get(name, train[name].default)
             for name in ("validation_min_cells", "finetuned_share")

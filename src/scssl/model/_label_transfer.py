@@ -29,7 +29,9 @@ LABELS, BATCH = "_scssl_labels", "_scssl_batch"
 #: batch centering. Within a study the classifier scored the same without it (Kang, pbmc_3tech);
 #: with another study as the reference, centering shifted one study's cell types against the
 #: other's and the fine-tuned classifier collapsed in one of two seeds (macro F1 0.41; 0.89
-#: without). Zero-shot kNN keeps centering (:func:`pretrain_encoder`'s default), which helped it.
+#: without). Without it the classifier can still fail across studies on some encoders (0.67 in
+#: one seed of a rerun; the kNN-agreement check flagged it). Zero-shot kNN keeps centering
+#: (:func:`pretrain_encoder`'s default), which helped it.
 CLASSIFIER_ENCODER_KWARGS = MappingProxyType({"batch_centering": False})
 
 

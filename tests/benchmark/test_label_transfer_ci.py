@@ -28,9 +28,14 @@ def ci_script(monkeypatch):
 def _cache_file(script, group: str, seed: int, cache: Path) -> Path:
     """Where the benchmark caches a group's pbmc_3tech rows with its default settings."""
     settings = SimpleNamespace(
-        pretrain_time="00:00:10:00", scvi_epochs=None, scanvi_epochs=None, seed=seed
+        pretrain_time="00:00:10:00",
+        scvi_epochs=None,
+        scanvi_epochs=None,
+        seed=seed,
+        max_cells=None,
+        genes=None,
+        cache=str(cache),
     )
-    settings.__dict__.update(max_cells=None, genes=None, cache=str(cache))
     return script.label_transfer._cache_path(group, "pbmc3tech", settings)
 
 

@@ -4,6 +4,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scvi
 
 import scssl
 from scssl.metrics import macro_f1
@@ -193,17 +194,47 @@ def _annotate_by_training(ref_query, monkeypatch, **options):
     return annotated, predicted, encoders
 
 
-def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkeypatch):
+@pytest.mark.parametrize("fallback", [False, True])
+def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkeypatch, fallback):
+    from scssl.model import TRANSFER_LABELS_KEY, query_positions, reference_positions
+
     _, query = ref_query
-    annotated, _, encoders = _annotate_by_training(ref_query, monkeypatch, method="classifier")
+    if fallback:  # every agreement is below the bar: kNN's labels are written
+        monkeypatch.setattr("scssl.tl._transfer.MIN_KNN_AGREEMENT", 1.01)
+        with pytest.warns(UserWarning, match="labels .cosine distance, k=5. were written instead"):
+            annotated, predicted, encoders = _annotate_by_training(
+                ref_query, monkeypatch, method="classifier"
+            )
+    else:
+        annotated, predicted, encoders = _annotate_by_training(
+            ref_query, monkeypatch, method="classifier", knn_fallback=False, seed=1
+        )
+        assert scvi.settings.seed == 1  # fine-tuning ran with the seed asked
     assert "cell_type_pred" not in query.obs  # copy=True leaves the query alone
     confidence = annotated.obs["cell_type_confidence"].to_numpy()
     assert ((confidence > 0) & (confidence <= 1)).all()
-    params = annotated.uns["cell_type_pred"]["params"]
+    uns = annotated.uns["cell_type_pred"]
+    params = uns["params"]
     assert params["pretrain_time"] == "00:00:00:03" and params["batch_key"] == "stim"
     assert params["encoder_kwargs"] == {"batch_centering": False}  # the workflow's pretraining
+    assert params["knn_fallback"] is fallback  # True by default, False asked
+    assert params["seed"] == (0 if fallback else 1)
     assert not encoders[0].module.batch_centering and encoders[0].summary_stats.n_batch == 2
-    assert 0 <= annotated.uns["cell_type_pred"]["knn_agreement"] <= 1
+    assert 0 <= uns["knn_agreement"] <= 1
+    assert uns["labels_from"] == ("knn" if fallback else "classifier")
+    if fallback:  # the cosine vote of 5 reference cells in the pretrained embedding
+        encoder = encoders[0]
+        latent = encoder.get_latent_representation()
+        labels = encoder.adata.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
+        reference_cells = reference_positions(encoder)
+        expected, _ = scssl.benchmark.knn_transfer(
+            latent[reference_cells],
+            labels[reference_cells],
+            latent[query_positions(encoder)],
+            metric="cosine",
+        )
+        np.testing.assert_array_equal(predicted.to_numpy(), expected)
+        assert np.all(np.isin(np.round(confidence * 5, 4), [1, 2, 3, 4, 5]))
     with pytest.raises(ValueError, match="labelled reference"):
         scssl.tl.transfer_labels(query, None, labels_key="cell_type", method="classifier")
 
@@ -300,3 +331,8 @@ def test_knn_agreement_warns_when_the_classifier_and_knn_disagree():
     advice = r"only 75% of the query cells.*method='knn'"
     with pytest.warns(UserWarning, match=advice):
         assert check_knn_agreement(fewer, knn) == pytest.approx(0.75)
+    with pytest.warns(UserWarning, match="were written instead"):
+        check_knn_agreement(fewer, knn, knn_fallback=True)
+    with pytest.warns(UserWarning) as record:
+        check_knn_agreement(fewer, knn)
+    assert "written instead" not in str(record[0].message)

@@ -196,19 +196,29 @@ def _annotate_by_training(ref_query, monkeypatch, **options):
 
 @pytest.mark.parametrize("fallback", [False, True])
 def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkeypatch, fallback):
+    import scssl.tl._transfer as transfer
     from scssl.model import TRANSFER_LABELS_KEY, query_positions, reference_positions
 
     _, query = ref_query
-    if fallback:  # every agreement is below the bar: kNN's labels are written
-        monkeypatch.setattr("scssl.tl._transfer.MIN_KNN_AGREEMENT", 1.01)
-        with pytest.warns(UserWarning, match="labels .cosine distance, k=5. were written instead"):
-            annotated, predicted, encoders = _annotate_by_training(
-                ref_query, monkeypatch, method="classifier"
-            )
-    else:
+    monkeypatch.setattr(transfer, "MIN_KNN_AGREEMENT", 1.01)  # every agreement is below it
+    metrics, vote = [], transfer.knn_vote
+
+    def spy(*args, **kwargs):
+        metrics.append(kwargs.get("metric", "euclidean"))  # knn_vote's default
+        return vote(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "knn_vote", spy)
+    options = {} if fallback else {"knn_fallback": False, "seed": 1}
+    with pytest.warns(UserWarning, match="only .*% of the query cells") as record:
         annotated, predicted, encoders = _annotate_by_training(
-            ref_query, monkeypatch, method="classifier", knn_fallback=False, seed=1
+            ref_query, monkeypatch, method="classifier", **options
         )
+    written = [str(w.message) for w in record if "are written instead" in str(w.message)]
+    assert len(written) == int(fallback)  # and with the vote it names
+    assert not written or "(cosine distance, k=5)" in written[0]
+    # the check votes with the Euclidean distance, the fallback with the cosine
+    assert metrics == (["euclidean", "cosine"] if fallback else ["euclidean"])
+    if not fallback:
         assert scvi.settings.seed == 1  # fine-tuning ran with the seed asked
     assert "cell_type_pred" not in query.obs  # copy=True leaves the query alone
     confidence = annotated.obs["cell_type_confidence"].to_numpy()
@@ -234,7 +244,9 @@ def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkey
             metric="cosine",
         )
         np.testing.assert_array_equal(predicted.to_numpy(), expected)
-        assert np.all(np.isin(np.round(confidence * 5, 4), [1, 2, 3, 4, 5]))
+    # shares of 5 votes after the fallback, calibrated probabilities without it
+    shares = np.isin(np.round(confidence * 5, 4), [1, 2, 3, 4, 5])
+    assert shares.all() if fallback else not shares.all()
     with pytest.raises(ValueError, match="labelled reference"):
         scssl.tl.transfer_labels(query, None, labels_key="cell_type", method="classifier")
 
@@ -331,7 +343,7 @@ def test_knn_agreement_warns_when_the_classifier_and_knn_disagree():
     advice = r"only 75% of the query cells.*method='knn'"
     with pytest.warns(UserWarning, match=advice):
         assert check_knn_agreement(fewer, knn) == pytest.approx(0.75)
-    with pytest.warns(UserWarning, match="were written instead"):
+    with pytest.warns(UserWarning, match="are written instead"):
         check_knn_agreement(fewer, knn, knn_fallback=True)
     with pytest.warns(UserWarning) as record:
         check_knn_agreement(fewer, knn)

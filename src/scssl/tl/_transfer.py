@@ -71,17 +71,17 @@ def transfer_labels(
     """Annotate query cells from a labelled reference, with a confidence per cell.
 
     ``method="knn"`` (zero-shot): the label that wins the vote of a cell's ``k`` nearest
-    reference cells, with the winning share as confidence. ``method="classifier"``: the labels
-    and calibrated probabilities of an :class:`scssl.model.SSLClassifier`. The reference is
-    never modified. A model aligns genes to its vocabulary (Ensembl ID or symbol), so the two
-    may have different panels; training here (see ``model``) uses the gene names both share.
+    reference cells, with the winning share as confidence. ``method="classifier"``: an
+    :class:`scssl.model.SSLClassifier`'s labels and calibrated probabilities. The reference is
+    never modified. Genes are aligned to a model's vocabulary (Ensembl ID or symbol).
 
     Parameters
     ----------
     query
         Cells to annotate.
     reference
-        Labelled cells (``obs[labels_key]``; unlabelled ones do not vote); ``None``: a classifier.
+        Labelled cells (``reference.obs[labels_key]``; cells without a label do not vote).
+        ``None`` only with a trained classifier as ``model``.
     labels_key
         Column of ``reference.obs`` with the labels.
     model
@@ -95,8 +95,8 @@ def transfer_labels(
     method
         ``"knn"`` or ``"classifier"``.
     k, weights, metric
-        Neighbours that vote; ``"uniform"`` or ``"distance"`` (1/distance) weighted votes;
-        ``"euclidean"`` or ``"cosine"`` distance.
+        ``"knn"``: neighbours that vote; ``"uniform"`` or ``"distance"`` (1/distance) weighted
+        votes; ``"euclidean"`` or ``"cosine"`` distance.
     key_added, min_confidence
         Prefix of the columns written; cells of lower confidence are labelled ``"Unknown"``.
     exact_max_cells, min_overlap
@@ -119,7 +119,7 @@ def transfer_labels(
     ``query.obs[f"{key_added}_confidence"]``
         Share of the (weighted) neighbour vote, or the calibrated probability, of the label.
     ``query.uns[f"{key_added}_pred"]``
-        ``params``; ``k`` and ``search`` (``"exact"``, ``"pynndescent"``) for ``"knn"``;
+        ``params``; ``k`` and ``search`` (``"exact"``, ``"pynndescent"``) of a kNN vote;
         ``share_unknown``, the share of cells marked ``"Unknown"``; a classifier trained here
         adds ``knn_agreement`` (with zero-shot kNN; warning below 0.8) and ``labels_from``
         (``"classifier"``, or ``"knn"`` after the fallback); ``params`` record the training.
@@ -176,9 +176,10 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     )
     if method == "knn":
         params["model"] = "SSLEncoder (trained by pretrain_encoder)"
-        return _vote_result(_zero_shot_vote(encoder, **voting))
-    exact_max_cells = voting["exact_max_cells"]
-    zero_shot = _zero_shot_vote(encoder, exact_max_cells=exact_max_cells).predicted
+        latent = encoder.get_latent_representation()
+        return _vote_result(_zero_shot_vote(encoder, latent, **voting))
+    latent, exact_max_cells = encoder.get_latent_representation(), voting["exact_max_cells"]
+    zero_shot = _zero_shot_vote(encoder, latent, exact_max_cells=exact_max_cells).predicted
     model = finetune_classifier(encoder, seed=seed)
     params.update(model="SSLClassifier (trained by train_classifier)", knn_fallback=knn_fallback)
     predicted, confidence, classes, report = _classify(
@@ -187,19 +188,21 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     agreement = check_knn_agreement(predicted, zero_shot, knn_fallback)
     labels_from = "classifier"
     if knn_fallback and agreement < MIN_KNN_AGREEMENT:
-        fallback = _zero_shot_vote(encoder, exact_max_cells=exact_max_cells, **FALLBACK_VOTING)
+        fallback = _zero_shot_vote(
+            encoder, latent, exact_max_cells=exact_max_cells, **FALLBACK_VOTING
+        )
         predicted, confidence, classes, report = _vote_result(fallback)
         labels_from = "knn"
     report.update(knn_agreement=agreement, labels_from=labels_from)
     return predicted, confidence, classes, report
 
 
-def _zero_shot_vote(encoder, k: int = 5, **voting):
+def _zero_shot_vote(encoder, latent: np.ndarray, k: int = 5, **voting):
     """The query cells' kNN vote of the labelled reference cells, in an encoder's embedding.
 
-    The encoder comes from ``pretrain_encoder``; ``voting``: further options of ``knn_vote``.
+    The encoder comes from ``pretrain_encoder`` and ``latent`` is its embedding of its cells;
+    ``voting``: further options of ``knn_vote``.
     """
-    latent = encoder.get_latent_representation()
     labels = encoder.adata.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
     reference_cells = reference_positions(encoder)
     _check_k(k, len(reference_cells), stacklevel=4)
@@ -218,13 +221,14 @@ def check_knn_agreement(
     """Share of query cells on which the classifier and zero-shot kNN agree.
 
     Below ``MIN_KNN_AGREEMENT`` (0.8) a warning says the classifier is likely extrapolating and,
-    with ``knn_fallback``, that kNN's labels were written instead.
+    with ``knn_fallback``, that kNN's labels are written instead.
     """
     agreement = float(np.mean(np.asarray(classifier_labels) == np.asarray(knn_labels)))
     if agreement < MIN_KNN_AGREEMENT:
         written = (
-            "Zero-shot kNN's labels (cosine distance, k=5) were written instead "
-            "(uns[...]['labels_from'] == 'knn'; knn_fallback=False keeps the classifier's). "
+            f"Zero-shot kNN's labels ({FALLBACK_VOTING['metric']} distance, "
+            f"k={FALLBACK_VOTING['k']}) are written instead (uns[...]['labels_from'] == 'knn'; "
+            "knn_fallback=False keeps the classifier's). "
             if knn_fallback
             else ""
         )

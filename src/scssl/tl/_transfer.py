@@ -63,7 +63,7 @@ def transfer_labels(
     exact_max_cells: int = EXACT_SEARCH_MAX_CELLS,
     min_overlap: float = DEFAULT_MIN_OVERLAP,
     batch_key: str | None = None,
-    pretrain_time: str = DEFAULT_PRETRAIN_TIME,
+    pretrain_time: str | None = DEFAULT_PRETRAIN_TIME,
     knn_fallback: bool = True,
     seed: int = 0,
     copy: bool = False,
@@ -104,9 +104,9 @@ def transfer_labels(
         genes that must be found in each dataset.
     batch_key, pretrain_time, knn_fallback, seed
         Training here (see ``model``): column of both ``obs`` with each cell's batch (``None``:
-        reference and query are the batches); the pretraining time; for a classifier, write
-        zero-shot kNN's labels (cosine, ``k=5``) when the two agree on under 80% of the query;
-        the seed of pretraining and fine-tuning.
+        reference and query are the batches); the pretraining time (``None``: the epoch
+        heuristic's alone, repeatable by seed); for a classifier, zero-shot kNN's labels
+        (cosine, ``k=5``) below 80% agreement; the seed of pretraining and fine-tuning.
     copy
         Return an annotated copy of ``query`` instead of writing into it.
 

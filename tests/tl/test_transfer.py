@@ -251,6 +251,25 @@ def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkey
         scssl.tl.transfer_labels(query, None, labels_key="cell_type", method="classifier")
 
 
+def test_pretrain_time_none_and_the_seed_reach_the_pretraining(ref_query, monkeypatch):
+    import scssl.tl._transfer as transfer
+
+    asked, pretrain = [], transfer.pretrain_encoder
+
+    def spy(*args, **kwargs):
+        asked.append((kwargs["pretrain_time"], kwargs["seed"]))
+        return pretrain(*args, **{**kwargs, "pretrain_epochs": 3})
+
+    monkeypatch.setattr(transfer, "pretrain_encoder", spy)
+    reference, query = ref_query
+    annotated = scssl.tl.transfer_labels(
+        query, reference, labels_key="cell_type", pretrain_time=None, seed=3, copy=True
+    )
+    assert asked == [(None, 3)]  # None: no time limit, the epochs bound the pretraining
+    params = annotated.uns["cell_type_pred"]["params"]
+    assert params["pretrain_time"] is None and params["seed"] == 3
+
+
 def test_knn_method_pretrains_an_encoder_without_a_model(ref_query, monkeypatch, tmp_path):
     _, query = ref_query
     annotated, predicted, encoders = _annotate_by_training(ref_query, monkeypatch, metric="cosine")

@@ -102,11 +102,11 @@ def transfer_labels(
     exact_max_cells, min_overlap
         Larger references use an approximate pynndescent index; smallest share of the model's
         genes that must be found in each dataset.
-    batch_key, pretrain_time, knn_fallback, seed
-        Training here (see ``model``): column of both ``obs`` with each cell's batch (``None``:
-        reference and query are the batches); the pretraining time (``None``: the epoch
-        heuristic's alone, repeatable by seed); for a classifier, zero-shot kNN's labels
-        (cosine, ``k=5``) below 80% agreement; the seed of pretraining and fine-tuning.
+    batch_key, pretrain_time, seed, knn_fallback
+        Training here (see ``model``; unused with a model or ``use_rep``): each cell's batch, a
+        column of both ``obs`` (``None``: reference and query); the pretraining time (``None``:
+        the epoch heuristic alone, repeatable by seed on one machine); the seed; for a
+        classifier, write kNN's labels (cosine, k=5) if it agrees with kNN on under 80% of cells.
     copy
         Return an annotated copy of ``query`` instead of writing into it.
 
@@ -158,7 +158,7 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     batch_key, pretrain_time, knn_fallback, seed = training
     logger.info(
         "Pretraining an SSLEncoder on reference + query for at most %s; pass %s to reuse one.",
-        pretrain_time,
+        pretrain_time or "the epoch heuristic's epochs",
         reuse,
     )
     encoder_kwargs = dict(CLASSIFIER_ENCODER_KWARGS) if method == "classifier" else {}

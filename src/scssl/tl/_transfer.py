@@ -174,11 +174,11 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     params.update(
         batch_key=batch_key, pretrain_time=pretrain_time, seed=seed, encoder_kwargs=encoder_kwargs
     )
+    latent = encoder.get_latent_representation()
     if method == "knn":
         params["model"] = "SSLEncoder (trained by pretrain_encoder)"
-        latent = encoder.get_latent_representation()
         return _vote_result(_zero_shot_vote(encoder, latent, **voting))
-    latent, exact_max_cells = encoder.get_latent_representation(), voting["exact_max_cells"]
+    exact_max_cells = voting["exact_max_cells"]
     zero_shot = _zero_shot_vote(encoder, latent, exact_max_cells=exact_max_cells).predicted
     model = finetune_classifier(encoder, seed=seed)
     params.update(model="SSLClassifier (trained by train_classifier)", knn_fallback=knn_fallback)

@@ -17,13 +17,16 @@ Methods
 -------
 scssl with its defaults: an SSLEncoder pretrained without labels on all cells of the task
 (reference and query, the 2,000 most variable genes, batch centering on the batch) for
-``--pretrain-time`` (10 minutes); then ``ssl_knn`` (5-nearest-neighbour vote from the reference
-on its embedding, Euclidean; ``ssl_knn_cosine`` with the cosine distance),
-``ssl_linear_probe`` (logistic regression on the frozen, standardised
-embedding, C chosen on a stratified 20% of the reference) and ``ssl_finetuned``
+``--pretrain-time`` (10 minutes); then ``ssl_linear_probe`` (logistic regression on the
+frozen, standardised embedding, C chosen on a stratified 20% of the reference) and ``ssl_finetuned``
 (``SSLClassifier.from_encoder(encoder, reference + unlabelled query).train()``: semi-supervised
 fine-tuning, temperature-calibrated); ``scssl.model.train_classifier`` differs in one option,
 its pretraining without batch centering (``benchmarks/batch_centering.py`` measures that).
+``ssl_knn`` (group ``ssl_zero_shot``): the 5-nearest-neighbour vote from the reference
+(Euclidean; ``ssl_knn_cosine`` with the cosine distance) in the embedding of a second encoder,
+pretrained alike with ``scssl.model.ZERO_SHOT_ENCODER_KWARGS`` over the defaults (per-gene
+weights of the reconstruction error), as ``scssl.model.pretrain_encoder`` does for
+``scssl.tl.transfer_labels(method="knn")``.
 Baselines users would pick instead: ``pca_knn`` (PCA-50 of 2,000 HVGs, all cells),
 ``scvi_knn`` (scVI with the batch and its default epochs), both kNN also with the cosine
 distance (``*_cosine``), ``scanvi`` (from that scVI model with its defaults, query cells
@@ -59,7 +62,7 @@ from label_transfer_tasks import hvg_cells, load_task
 ROOT = Path(__file__).parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHARED = ROOT / ".." / "shared" / "data"
-METHOD_GROUPS = ("ssl", "pca", "scvi", "logreg")
+METHOD_GROUPS = ("ssl", "ssl_zero_shot", "pca", "scvi", "logreg")
 NAMES = {
     "ssl_finetuned": "scssl fine-tuned classifier",
     "ssl_linear_probe": "scssl linear probe (frozen embedding)",
@@ -142,7 +145,13 @@ def run_group(group: str, task: str, args) -> list[dict]:
     adata, labels_key, batch_key, folds = load_task(
         task, Path(args.data_dir), args.max_cells, args.seed, args.genes
     )
-    run = {"pca": _pca_rows, "logreg": _logreg_rows, "scvi": _scvi_rows, "ssl": _ssl_rows}[group]
+    run = {
+        "pca": _pca_rows,
+        "logreg": _logreg_rows,
+        "scvi": _scvi_rows,
+        "ssl": _ssl_rows,
+        "ssl_zero_shot": _ssl_zero_shot_rows,
+    }[group]
     rows = run(adata, labels_key, batch_key, folds, task, args)
     for row in rows:
         row["peak_rss_mb"] = _peak_rss_mb()
@@ -290,15 +299,30 @@ def finetuned_classifier(
     return clf
 
 
+def _ssl_zero_shot_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
+    """scssl's zero-shot kNN: pretraining on all cells with the options of
+    ``scssl.model.pretrain_encoder`` (``ZERO_SHOT_ENCODER_KWARGS`` over the defaults), then kNN."""
+    from scssl.model import ZERO_SHOT_ENCODER_KWARGS
+
+    options = dict(ZERO_SHOT_ENCODER_KWARGS)
+    labels = adata.obs[labels_key].astype(str).to_numpy()
+    _, encoder, seconds = pretrained_encoder(adata, batch_key, args.pretrain_time, **options)
+    latent = encoder.get_latent_representation()
+    epochs = len(encoder.history["train_loss"])
+    return _knn_rows(
+        "ssl_knn", latent, labels, folds, task, seconds, epochs=epochs, encoder_options=options
+    )
+
+
 def _ssl_rows(adata, labels_key, batch_key, folds, task, args) -> list[dict]:
-    """scssl with its defaults: pretraining on all cells, then kNN, linear probe, fine-tuning."""
+    """scssl with its defaults: pretraining on all cells, then linear probe and fine-tuning."""
     from scssl.benchmark import expected_calibration_error
 
     labels = adata.obs[labels_key].astype(str).to_numpy()
     data, encoder, pre_seconds = pretrained_encoder(adata, batch_key, args.pretrain_time)
     pre_epochs = len(encoder.history["train_loss"])
     latent = encoder.get_latent_representation()
-    rows = _knn_rows("ssl_knn", latent, labels, folds, task, pre_seconds, epochs=pre_epochs)
+    rows = []
     for fold, ref in folds:
         t0 = time.perf_counter()
         probe, query_features = linear_probe(latent, labels, ref, args.seed)
@@ -404,6 +428,18 @@ def summarise(rows: list[dict]) -> list[dict]:
     return out
 
 
+def _zero_shot_note(rows: list[dict]) -> str:
+    """What the SSL kNN rows' encoder was pretrained with, when they record it."""
+    options = next((r["encoder_options"] for r in rows if "encoder_options" in r), None)
+    if options is None:
+        return ""
+    listed = ", ".join(f"{key}={value!r}" for key, value in options.items())
+    return (
+        f" SSL kNN rows: a second encoder, pretrained alike with {listed} "
+        "(`scssl.model.pretrain_encoder`'s zero-shot options)."
+    )
+
+
 def markdown(summary: list[dict], rows: list[dict], args) -> str:
     lines = [
         "# Label transfer",
@@ -417,7 +453,8 @@ def markdown(summary: list[dict], rows: list[dict], args) -> str:
             f"{args.genes} batch-aware most variable genes."
             if args.genes is not None
             else ""
-        ),
+        )
+        + _zero_shot_note(rows),
         "",
     ]
     for task in dict.fromkeys(s["task"] for s in summary):

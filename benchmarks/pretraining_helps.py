@@ -2,9 +2,10 @@
 
 The study's central claim on pbmc_3tech (1,200 PBMCs of three 10x chemistries), leave one
 chemistry out: reference = two chemistries, query = the third. For each held-out chemistry an
-SSLEncoder is pretrained without labels on all of its cells (reference + query, as
-:func:`scssl.model.pretrain_encoder` does with its defaults: all 1,767 genes, batch =
-chemistry, batch centering; ``train_classifier`` turns the centering off) for
+SSLEncoder is pretrained without labels on all of its cells (reference + query, with
+:func:`scssl.model.pretrain_encoder`: all 1,767 genes, batch = chemistry, batch centering;
+``train_classifier`` turns the centering off; the study's uniform reconstruction loss, as the
+classifier's pretraining keeps it, not zero-shot kNN's per-gene weights) for
 ``--pretrain-epochs`` epochs. Then, for each seed and share of labelled reference cells (10%,
 30%, 100%; a stratified sample, at least one cell per type; the other reference cells stay in
 as unlabelled cells), three classifiers are scored on the query by
@@ -126,6 +127,7 @@ def _fold_rows(pbmc, held_out: str, args) -> list[dict]:
         pretrain_time=None,
         pretrain_epochs=args.pretrain_epochs,
         seed=0,
+        encoder_kwargs={"reconstruction_gene_weights": "uniform"},
     )
     pretrain_seconds = time.perf_counter() - t0
     print(f"[helps] pretrained for ->{held_out} in {pretrain_seconds:.0f} s", flush=True)

@@ -108,3 +108,23 @@ def test_pretrain_encoder_on_the_reference_alone(ref_query):
     assert len(query_positions(encoder)) == 0
     assert encoder.summary_stats.n_batch == 1  # reference alone: one batch, none registered
     assert (encoder.adata.obs[TRANSFER_LABELS_KEY] != "Unknown").all()
+
+
+def test_pretrain_encoder_weights_genes_for_masked_pretexts_only(ref_query):
+    reference, _ = ref_query
+    options = {"n_top_genes": 300, "pretrain_time": None, "pretrain_epochs": 1}
+    masked = scssl.model.pretrain_encoder(reference, None, "cell_type", **options)
+    assert masked.module.reconstruction_gene_weights == "inverse_sd"  # zero-shot's default
+    study = scssl.model.pretrain_encoder(
+        reference,
+        None,
+        "cell_type",
+        encoder_kwargs={"reconstruction_gene_weights": "uniform"},
+        **options,
+    )
+    assert study.module.reconstruction_gene_weights == "uniform"
+    # a contrastive pretext has no reconstruction to weight: the default does not apply
+    contrastive = scssl.model.pretrain_encoder(
+        reference, None, "cell_type", encoder_kwargs={"pretext": "barlow_twins"}, **options
+    )
+    assert contrastive.module.pretext == "barlow_twins"

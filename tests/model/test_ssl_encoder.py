@@ -189,6 +189,38 @@ def test_unknown_pretext_is_refused(small_kang):
         SSLEncoder(small_kang, pretext="simclr")
 
 
+def test_inverse_sd_gene_weights_follow_the_data_and_are_saved(small_kang, tmp_path):
+    from scssl.module._masked import SD_FLOOR_RATIO
+
+    model = _model(small_kang, reconstruction_gene_weights="inverse_sd")
+    weight = model.module.gene_loss_weight
+    x = small_kang.X.toarray()
+    log1p = np.log1p(x / x.sum(1, keepdims=True) * 1e4)
+    sd = log1p.std(0)
+    assert weight.mean().item() == pytest.approx(1.0, rel=1e-5)
+    assert (sd == 0).sum() > 500  # genes silent in these 600 cells get the floor
+    floor = np.median(sd) / SD_FLOOR_RATIO
+    expected = 1 / np.maximum(sd, floor)
+    np.testing.assert_allclose(weight.numpy(), expected / expected.mean(), rtol=1e-3)
+    # the less a gene varies, the more its error counts, at most SD_FLOOR_RATIO times the median
+    assert weight[np.argmax(sd)] < 1 < weight.max()
+    assert weight.max() / weight.median() == pytest.approx(SD_FLOOR_RATIO, rel=1e-3)
+    model.train(max_epochs=1, enable_progress_bar=False)
+    model.save(tmp_path / "model")
+    loaded = SSLEncoder.load(tmp_path / "model", adata=small_kang[:50].copy())  # other cells
+    assert loaded.module.reconstruction_gene_weights == "inverse_sd"
+    assert torch.equal(loaded.module.gene_loss_weight, weight)  # the training cells' weights
+    assert "gene_loss_weight" not in _model(small_kang).module.state_dict()  # the study's loss
+
+
+def test_gene_weights_need_a_masked_pretext(small_kang):
+    SSLEncoder.setup_anndata(small_kang)
+    with pytest.raises(ValueError, match="pretext='byol' does not have"):
+        SSLEncoder(small_kang, pretext="byol", reconstruction_gene_weights="inverse_sd")
+    with pytest.raises(ValueError, match="reconstruction_gene_weights='sd'"):
+        SSLEncoder(small_kang, reconstruction_gene_weights="sd")
+
+
 def test_dense_input_works(synthetic_counts):
     synthetic_counts.X = synthetic_counts.X.toarray()
     model = _model(synthetic_counts)

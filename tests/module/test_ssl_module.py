@@ -142,3 +142,20 @@ def test_a_bf16_autocast_step_keeps_the_loss_in_float32():
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     assert module.encoder[0].weight.grad is not None
+
+
+def test_gene_loss_weights_scale_each_genes_reconstruction_error():
+    torch.manual_seed(0)
+    module = SSLModule(60, n_hidden=(16,), n_latent=4, reconstruction_gene_weights="inverse_sd")
+    module.set_gene_spread(torch.linspace(0.1, 2.0, 60))
+    weight = module.gene_loss_weight
+    assert weight.mean().item() == pytest.approx(1.0, rel=1e-5) and weight[0] > weight[-1]
+    x = _counts()
+    module.eval()
+    torch.manual_seed(1)
+    weighted = module._masked_inference(x, module.normalize(x), None)
+    plain = SSLModule(60, n_hidden=(16,), n_latent=4)
+    torch.manual_seed(1)
+    uniform = plain._masked_inference(x, plain.normalize(x), None)
+    # same mask, each gene's entries times its weight
+    torch.testing.assert_close(weighted["loss_weight"], uniform["loss_weight"] * weight)

@@ -226,7 +226,9 @@ def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkey
     uns = annotated.uns["cell_type_pred"]
     params = uns["params"]
     assert params["pretrain_time"] == "00:00:00:03" and params["batch_key"] == "stim"
-    assert params["encoder_kwargs"] == {"batch_centering": False}  # the workflow's pretraining
+    # the workflow's pretraining: no centering, the study's uniform reconstruction loss
+    assert params["encoder_kwargs"] == dict(scssl.model.CLASSIFIER_ENCODER_KWARGS)
+    assert encoders[0].module.reconstruction_gene_weights == "uniform"
     assert params["knn_fallback"] is fallback  # True by default, False asked
     assert params["seed"] == (0 if fallback else 1)
     assert not encoders[0].module.batch_centering and encoders[0].summary_stats.n_batch == 2
@@ -279,8 +281,10 @@ def test_knn_method_pretrains_an_encoder_without_a_model(ref_query, monkeypatch,
     assert uns["k"] == 5 and uns["search"] == "exact"
     params = uns["params"]
     assert params["model"] == "SSLEncoder (trained by pretrain_encoder)"
-    assert params["encoder_kwargs"] == {} and params["metric"] == "cosine"
+    assert params["encoder_kwargs"] == {"reconstruction_gene_weights": "inverse_sd"}
+    assert params["metric"] == "cosine"
     assert encoders[0].module.batch_centering  # the encoder's default, kept for kNN
+    assert encoders[0].module.reconstruction_gene_weights == "inverse_sd"
     truth = query.obs["cell_type"].astype(str).to_numpy()
     # 30 epochs of pretraining: 0.63 at 32 epochs; one type for every cell scores about 0.05
     assert macro_f1(truth, predicted.to_numpy()) > 0.4

@@ -3,6 +3,7 @@
 from ._label_transfer import (
     CLASSIFIER_ENCODER_KWARGS,
     DEFAULT_PRETRAIN_TIME,
+    ZERO_SHOT_ENCODER_KWARGS,
     finetune_classifier,
     pretrain_encoder,
     query_positions,
@@ -20,6 +21,7 @@ __all__ = [
     "CLASSIFIER_ENCODER_KWARGS",
     "DEFAULT_PRETRAIN_TIME",
     "TRANSFER_LABELS_KEY",
+    "ZERO_SHOT_ENCODER_KWARGS",
     "SSLClassifier",
     "SSLEncoder",
     "SSLProteinPredictor",

@@ -124,7 +124,10 @@ class SSLEncoder(SSLModelBase):
         ``ema_decay_base`` (0.99), ``ema_cosine`` (False), ``projector_sizes``
         ((256, 256, 512, 512)), ``lambda_offdiag`` (0.0051), ``augment_zeros`` (False:
         contrastive views augment detected genes only and stay sparse), ``decoder_output``
-        (``"linear"``; published weights set the study's).
+        (``"linear"``; published weights set the study's), ``reconstruction_gene_weights``
+        (``"uniform"``, the study's loss; ``"inverse_sd"``: each gene's error weighted by the
+        inverse of its spread in the training cells, the default of zero-shot kNN's
+        :func:`scssl.model.pretrain_encoder`; see the *Label transfer* docs).
 
     Examples
     --------

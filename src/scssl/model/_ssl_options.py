@@ -13,7 +13,7 @@ from scssl.data import GeneVocabulary, pretext_programmes
 from scssl.module._ssl_module import MASKED_PRETEXTS, PRETEXTS
 
 from ._statistics import (
-    gene_root_mean_square,
+    gene_moments,
     measured_genes_table,
     set_adversary_batches,
     set_batch_means,
@@ -37,6 +37,19 @@ def resolve_gene_mask(adata, mask_unmeasured_genes: bool | None) -> bool:
     if mask_unmeasured_genes is None:
         return measured_genes_table(adata) is not None
     return bool(mask_unmeasured_genes)
+
+
+def set_gene_statistics(module, model) -> None:
+    """The per-gene loss weights and the genes' sampling importance of a masked pretext."""
+    weighted = module.reconstruction_gene_weights != "uniform"
+    if not (weighted or module._samples_genes()):
+        return
+    mean, mean_square = gene_moments(model)
+    importance = mean_square.sqrt()
+    if weighted:
+        module.set_gene_spread((mean_square - mean**2).clamp(min=0).sqrt())
+        importance = importance * module.gene_loss_weight
+    module.set_gene_importance(importance)
 
 
 def build_ssl_module(
@@ -101,8 +114,8 @@ def build_ssl_module(
     if mask_unmeasured_genes:
         set_measured_genes(model)
         details += "unmeasured genes masked, "
-    if model.module.has_decoder and model.module._samples_genes():
-        model.module.set_gene_importance(gene_root_mean_square(model))
+    if model.module.has_decoder:
+        set_gene_statistics(model.module, model)
     if model.module.batch_adversary_weight:
         set_adversary_batches(model)
     if model.module.batch_centering:

@@ -1,4 +1,4 @@
-"""Expression statistics SSLEncoder keeps: per-batch means (batch centering), gene RMS."""
+"""Expression statistics SSLEncoder keeps: per-batch means (batch centering), gene moments."""
 
 from __future__ import annotations
 
@@ -153,21 +153,29 @@ def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:
     return codes, torch.cat([deltas, new_deltas])
 
 
-def gene_root_mean_square(model, max_cells: int = 10_000, seed: int = 0) -> torch.Tensor:
-    """Each gene's root-mean-square log1p-normalised expression, on up to ``max_cells`` cells.
+def gene_moments(
+    model, max_cells: int = 10_000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each gene's mean and mean square of log1p-normalised expression, on up to ``max_cells``.
 
-    The importance of the genes when training minibatches decode a sample of them.
+    The root mean square is the genes' importance when training minibatches decode a sample of
+    them; the standard deviation sets ``reconstruction_gene_weights="inverse_sd"``.
     """
     matrix = expression_matrix(model.adata, model._layer)
     n_cells = matrix.shape[0]
     rows = np.arange(n_cells)
     if n_cells > max_cells:
         rows = np.sort(np.random.default_rng(seed).choice(n_cells, max_cells, replace=False))
+    sums = torch.zeros(model.module.n_input, dtype=torch.float64)
     squares = torch.zeros(model.module.n_input, dtype=torch.float64)
     for _, x in iterate_minibatches(matrix, rows, 4096):
         x_norm = model.module.normalize(x)
         if x_norm.layout == torch.sparse_csr:
-            squares.index_add_(0, x_norm.col_indices(), x_norm.values().double() ** 2)
+            values = x_norm.values().double()
+            sums.index_add_(0, x_norm.col_indices(), values)
+            squares.index_add_(0, x_norm.col_indices(), values**2)
         else:
+            sums += x_norm.double().sum(0)
             squares += (x_norm.double() ** 2).sum(0)
-    return (squares / max(len(rows), 1)).sqrt().float()
+    n_rows = max(len(rows), 1)
+    return (sums / n_rows).float(), (squares / n_rows).float()

@@ -18,7 +18,12 @@ from scssl.nn._sparse import as_csr
 
 from ._base import EncoderModule
 from ._contrastive import ContrastivePretextMixin
-from ._masked import MaskedPretextMixin, check_decoder_output
+from ._masked import (
+    GeneWeights,
+    MaskedPretextMixin,
+    check_decoder_output,
+    check_gene_weights,
+)
 
 Pretext = Literal["random_mask", "gene_programme_mask", "programme_to_tf", "byol", "barlow_twins"]
 Likelihood = Literal["mse", "nb"]
@@ -125,6 +130,13 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         gene; set by the model from ``adata.varm["measured_genes"]``): masked pretexts leave a
         batch's unmeasured genes out of the reconstruction loss, and batch centering leaves them
         at zero, as a masked input.
+    reconstruction_gene_weights
+        Masked pretexts: ``"uniform"`` (the study) or ``"inverse_sd"``: each gene's
+        reconstruction error is weighted by the inverse of its standard deviation of log1p
+        expression (the buffer ``gene_loss_weight``, set by the model from its data; mean 1,
+        the spread floored at a share of the median, see
+        :data:`~scssl.module._masked.SD_FLOOR_RATIO`), so that genes of little spread, e.g.
+        lowly expressed markers, are not drowned by the errors of highly expressed ones.
 
     """
 
@@ -162,6 +174,7 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         batch_centering: bool = False,
         batch_adversary_weight: float = 0.0,
         mask_unmeasured_genes: bool = False,
+        reconstruction_gene_weights: GeneWeights = "uniform",
     ):
         super().__init__(
             n_input, n_batch, n_latent, n_hidden, dropout_rate, activation, log_normalized
@@ -177,10 +190,12 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         if self.mask_unmeasured_genes:
             rows = max(self.n_batch_covariate, 1)
             self.register_buffer("measured_genes", torch.ones(rows, self.n_input))
+        check_gene_weights(reconstruction_gene_weights, pretext in MASKED_PRETEXTS, pretext)
         if pretext in MASKED_PRETEXTS:
             self._init_decoder(
                 n_hidden, activation, dropout_rate, mask_rate, programme_members, tf_index
             )
+            self._init_gene_loss_weight(reconstruction_gene_weights)
         else:
             self._init_contrastive(
                 views,

@@ -16,6 +16,7 @@ from scssl.model import (
     CLASSIFIER_ENCODER_KWARGS,
     DEFAULT_PRETRAIN_TIME,
     TRANSFER_LABELS_KEY,
+    ZERO_SHOT_ENCODER_KWARGS,
     finetune_classifier,
     pretrain_encoder,
     query_positions,
@@ -143,12 +144,13 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     """Predictions of a model trained here on reference + query (``model=None``).
 
     ``"knn"``: the vote in the embedding of an encoder of :func:`scssl.model.pretrain_encoder`
-    (its defaults: batch centering). ``"classifier"``: an SSLClassifier trained as
-    :func:`scssl.model.train_classifier` does; the report adds its agreement with zero-shot kNN
-    on the pretrained embedding (the study's vote: ``k=5``, uniform, Euclidean) and, when the
-    agreement is below ``MIN_KNN_AGREEMENT`` and ``knn_fallback``, the labels are the
-    ``FALLBACK_VOTING`` vote's. ``training``: ``(batch_key, pretrain_time, knn_fallback, seed)``;
-    ``voting``: options of ``knn_vote``. ``params`` record the training.
+    (its defaults: batch centering, per-gene weights of the reconstruction error).
+    ``"classifier"``: an SSLClassifier trained as :func:`scssl.model.train_classifier` does;
+    the report adds its agreement with zero-shot kNN on the pretrained embedding (the study's
+    vote: ``k=5``, uniform, Euclidean) and, when the agreement is below ``MIN_KNN_AGREEMENT``
+    and ``knn_fallback``, the labels are the ``FALLBACK_VOTING`` vote's. ``training``:
+    ``(batch_key, pretrain_time, knn_fallback, seed)``; ``voting``: options of ``knn_vote``.
+    ``params`` record the training.
     """
     reuse = "model= or use_rep= (an embedding)" if method == "knn" else "model= (a classifier)"
     if reference is None:
@@ -161,7 +163,8 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
         pretrain_time or "the epoch heuristic's epochs",
         reuse,
     )
-    encoder_kwargs = dict(CLASSIFIER_ENCODER_KWARGS) if method == "classifier" else {}
+    classifier = method == "classifier"
+    encoder_kwargs = dict(CLASSIFIER_ENCODER_KWARGS if classifier else ZERO_SHOT_ENCODER_KWARGS)
     encoder = pretrain_encoder(
         reference,
         query,

@@ -159,3 +159,25 @@ def test_gene_loss_weights_scale_each_genes_reconstruction_error():
     uniform = plain._masked_inference(x, plain.normalize(x), None)
     # same mask, each gene's entries times its weight
     torch.testing.assert_close(weighted["loss_weight"], uniform["loss_weight"] * weight)
+
+
+def test_gene_loss_weights_follow_the_sampled_genes_and_silent_genes_get_the_floor():
+    sd = torch.cat([torch.zeros(40), torch.linspace(0.1, 2.0, 20)])  # two thirds silent
+    options = {"n_hidden": (16,), "n_latent": 4, "gene_sample_size": 20}
+    module = SSLModule(60, reconstruction_gene_weights="inverse_sd", **options).train()
+    module.set_gene_spread(sd)
+    weight = module.gene_loss_weight
+    # the floor is a quarter of the median spread of the genes that vary, not of all genes
+    median_gene = 40 + 9  # sd 1.0, torch's (lower) median of the 20 that vary
+    assert torch.allclose(weight[:40], weight[0])
+    assert weight[0] / weight[median_gene] == pytest.approx(4.0, rel=1e-4)
+    plain = SSLModule(60, **options).train()
+    x = _counts()
+    torch.manual_seed(3)
+    weighted = module._masked_inference(x, module.normalize(x), None)
+    torch.manual_seed(3)
+    uniform = plain._masked_inference(x, plain.normalize(x), None)
+    columns = weighted["columns"]
+    assert columns is not None and len(columns) < 60  # a sample of the genes, as in training
+    torch.testing.assert_close(columns, uniform["columns"])
+    torch.testing.assert_close(weighted["loss_weight"], uniform["loss_weight"] * weight[columns])

@@ -26,7 +26,13 @@ DEFAULT_UNLABELED = "Unknown"
 #: Batch adversary weight while fine-tuning on several batches (chosen on Kang, see docs).
 DEFAULT_FINETUNE_ADVERSARY = 0.3
 #: Keys of an SSLEncoder's module state a classifier does not take over.
-_DATA_BUFFERS = ("batch_means", "reference_mean", "gene_inclusion", "measured_genes")
+_DATA_BUFFERS = (
+    "batch_means",
+    "reference_mean",
+    "gene_inclusion",
+    "gene_loss_weight",
+    "measured_genes",
+)
 
 
 class ClassifierSourcesMixin:

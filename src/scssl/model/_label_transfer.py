@@ -32,7 +32,9 @@ LABELS, BATCH = "_scssl_labels", "_scssl_batch"
 #: other's and the fine-tuned classifier collapsed in one of two seeds (macro F1 0.41; 0.89
 #: without). Without it the classifier can still fail across studies on some encoders (0.67 in
 #: one seed of a rerun; the kNN-agreement check flagged it). Zero-shot kNN keeps centering
-#: (:func:`pretrain_encoder`'s default), which helped it.
+#: (:func:`pretrain_encoder`'s default), which helped it. ``"uniform"`` overrides
+#: ``ZERO_SHOT_ENCODER_KWARGS`` inside :func:`pretrain_encoder`: the classifier keeps the study's
+#: reconstruction loss.
 CLASSIFIER_ENCODER_KWARGS = MappingProxyType(
     {"batch_centering": False, "reconstruction_gene_weights": "uniform"}
 )
@@ -212,7 +214,9 @@ def pretrain_encoder(
     :func:`train_classifier` passes ``CLASSIFIER_ENCODER_KWARGS``, which override them. Its
     ``adata`` holds the cells and genes it was trained on, with the reference labels in
     ``obs[scssl.model.TRANSFER_LABELS_KEY]`` (the query's unlabeled) and the batches in
-    ``obs["_scssl_batch"]``: ready for :meth:`SSLClassifier.from_encoder`.
+    ``obs["_scssl_batch"]``: ready for :meth:`SSLClassifier.from_encoder`, whose classifier
+    takes over the encoder's options, the per-gene weights included (pass
+    ``encoder_kwargs=dict(CLASSIFIER_ENCODER_KWARGS)`` for the workflow's encoder).
 
     Parameters
     ----------

@@ -44,10 +44,10 @@ def set_gene_statistics(module, model) -> None:
     weighted = module.reconstruction_gene_weights != "uniform"
     if not (weighted or module._samples_genes()):
         return
-    mean, mean_square = gene_moments(model)
-    importance = mean_square.sqrt()
+    mean, mean_square = gene_moments(model)  # float64: the variance is a difference
+    importance = mean_square.sqrt().float()
     if weighted:
-        module.set_gene_spread((mean_square - mean**2).clamp(min=0).sqrt())
+        module.set_gene_spread((mean_square - mean**2).clamp(min=0).sqrt().float())
         importance = importance * module.gene_loss_weight
     module.set_gene_importance(importance)
 

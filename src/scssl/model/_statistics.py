@@ -156,7 +156,7 @@ def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:
 def gene_moments(
     model, max_cells: int = 10_000, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each gene's mean and mean square of log1p-normalised expression, on up to ``max_cells``.
+    """Each gene's mean and mean square of log1p expression (float64), on up to ``max_cells``.
 
     The root mean square is the genes' importance when training minibatches decode a sample of
     them; the standard deviation sets ``reconstruction_gene_weights="inverse_sd"``.
@@ -178,4 +178,4 @@ def gene_moments(
             sums += x_norm.double().sum(0)
             squares += (x_norm.double() ** 2).sum(0)
     n_rows = max(len(rows), 1)
-    return (sums / n_rows).float(), (squares / n_rows).float()
+    return sums / n_rows, squares / n_rows

@@ -38,7 +38,8 @@ GeneWeights = Literal["uniform", "inverse_sd"]
 GENE_WEIGHTS: tuple[str, ...] = get_args(GeneWeights)
 #: ``inverse_sd`` weights: standard deviations below the median's share ``1 / SD_FLOOR_RATIO``
 #: count as that floor, so that near-silent genes do not dominate (about 5% of the 2,000
-#: most variable genes of Kang and pbmc_3tech; silent genes, sd 0, of all genes get the floor).
+#: most variable genes of Kang and pbmc_3tech). The median is over genes with any spread, so
+#: silent genes (sd 0) get the floor however many there are.
 SD_FLOOR_RATIO = 4.0
 
 
@@ -105,14 +106,16 @@ class MaskedPretextMixin:
     def set_gene_spread(self, sd: torch.Tensor) -> None:
         """Set ``gene_loss_weight`` from each gene's standard deviation of log1p expression.
 
-        The weights are ``1 / max(sd, median(sd) / SD_FLOOR_RATIO)`` scaled to mean 1, so no
-        gene weighs more than ``SD_FLOOR_RATIO`` times a gene of median spread. No-op for
-        uniform weights.
+        The weights are ``1 / max(sd, median / SD_FLOOR_RATIO)`` scaled to mean 1, the median
+        over the genes with any spread, so no gene weighs more than ``SD_FLOOR_RATIO`` times a
+        gene of median spread, however many genes are silent. No-op for uniform weights.
         """
         if self.reconstruction_gene_weights == "uniform":
             return
         sd = torch.as_tensor(sd, dtype=torch.float32)
-        floor = (sd.median() / SD_FLOOR_RATIO).clamp(min=1e-6)
+        spread = sd[sd > 0]
+        median = spread.median() if len(spread) else torch.tensor(1.0)
+        floor = (median / SD_FLOOR_RATIO).clamp(min=1e-6)
         weight = 1.0 / sd.clamp(min=floor)
         self.gene_loss_weight.copy_(weight / weight.mean())
 

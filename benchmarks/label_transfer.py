@@ -378,6 +378,25 @@ def _cache_path(group: str, task: str, args) -> Path:
     return Path(args.cache) / name
 
 
+def code_version() -> str:
+    """The checkout's commit, with ``+changes`` when the library or the benchmarks differ from
+    it (``unknown`` outside git): recorded with each cached row, checked when merging."""
+    root = Path(__file__).resolve().parents[1]
+
+    def git(*arguments: str) -> str:
+        done = subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise OSError(done.stderr)
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", "src", "benchmarks/*.py")
+    except OSError:
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
 def cached_run_group(group: str, task: str, args) -> list[dict]:
     """``run_group`` with its rows kept on disk, so that groups can run in parallel processes
     (``--run GROUP TASK`` started by hand) and an interrupted benchmark resumes."""
@@ -392,6 +411,9 @@ def cached_run_group(group: str, task: str, args) -> list[dict]:
     running.touch()
     try:
         rows = run_group(group, task, args)
+        code = code_version()
+        for row in rows:
+            row["code"] = code
         cache.write_text(json.dumps(rows))
     finally:
         running.unlink(missing_ok=True)
@@ -569,6 +591,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def warn_other_code(cached: list[dict], cache: str) -> None:
+    """The cache is keyed by settings, not by code: say when its rows come from other code."""
+    current = code_version()
+    other = sorted({r.get("code", "unrecorded") for r in cached} - {current})
+    if other:
+        print(
+            f"warning: cached rows from code {', '.join(other)}, this checkout is {current}; "
+            f"if the library changed in between, delete {cache} and run the groups again",
+            flush=True,
+        )
+
+
 def merge(args) -> None:
     """Results JSON + cached groups it lacks (``--replace``: the cached groups, whether it has
     them or not) -> rewritten JSON, markdown and macro F1 plots."""
@@ -589,6 +623,7 @@ def merge(args) -> None:
     rows = payload["rows"]
     paths = [_cache_path(group, task, args) for task in args.tasks for group in args.groups]
     cached = [r for path in paths if path.exists() for r in json.loads(path.read_text())]
+    warn_other_code(cached, args.cache)
     if args.replace:  # the cached groups' rows take the place of the same methods' rows
         fresh = {(r["task"], r["method"]) for r in cached}
         rows = [r for r in rows if (r["task"], r["method"]) not in fresh]

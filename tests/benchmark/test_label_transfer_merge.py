@@ -50,3 +50,12 @@ def test_merge_adds_or_replaces_cached_rows(label_transfer, tmp_path, monkeypatc
     others = [r for r in after if r["method"] != "ssl_finetuned"]
     assert others == [r for r in before if r["method"] != "ssl_finetuned"]
     assert out.with_suffix(".md").exists()
+
+
+def test_merge_warns_about_rows_of_other_code(label_transfer, capsys):
+    current = label_transfer.code_version()
+    label_transfer.warn_other_code([{"code": current}], "/tmp/cache")
+    assert capsys.readouterr().out == ""
+    label_transfer.warn_other_code([{"code": current}, {"code": "0123abc"}, {}], "/tmp/cache")
+    printed = capsys.readouterr().out
+    assert "0123abc, unrecorded" in printed and "delete /tmp/cache" in printed

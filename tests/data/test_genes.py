@@ -33,3 +33,19 @@ def test_near_singular_loess_on_three_chemistries_is_refitted(shared_file):
 def test_all_genes_kept_when_asking_for_more(kang_demo):
     cells = kang_demo[:200].copy()
     assert highly_variable_genes(cells, cells.n_vars + 1).all()
+
+
+def test_a_batch_of_one_cell_is_left_out_of_the_ranking(kang_demo):
+    # scikit-misc's loess crashes the interpreter on a batch of one cell (found with a
+    # one-cell query in transfer_labels)
+    cells = kang_demo[:300].copy()
+    cells.obs["batch"] = ["a"] * 299 + ["b"]
+    with pytest.warns(UserWarning, match="1 batches of obs\\['batch'\\] \\('b'\\) have fewer"):
+        keep = highly_variable_genes(cells, 500, batch_key="batch")
+    assert keep.sum() == 500
+    ranked_without = highly_variable_genes(cells[:299].copy(), 500, batch_key="batch")
+    np.testing.assert_array_equal(keep, ranked_without)
+    cells.obs["batch"] = [str(i) for i in range(300)]  # no batch large enough: no batches
+    with pytest.warns(UserWarning, match="300 batches"):
+        keep = highly_variable_genes(cells, 500, batch_key="batch")
+    np.testing.assert_array_equal(keep, highly_variable_genes(cells, 500))

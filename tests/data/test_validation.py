@@ -102,3 +102,14 @@ def test_counts_in_a_layer(small_kang):
 def test_check_expression_matrix_reads_dense_input():
     dense = np.array([[0, 1, 2], [3, 0, 0]], dtype=np.float32)
     assert scssl.data.check_expression_matrix(dense) == 0
+
+
+def test_numeric_labels_with_a_text_unlabeled_category_are_refused(kang_demo):
+    from scssl.data._validation import check_label_column
+
+    cells = kang_demo[:50].copy()
+    cells.obs["type_id"] = cells.obs["cell_type"].cat.codes.astype(np.int64)
+    with pytest.raises(ValueError, match=r"holds numbers \(int64\).*astype\(str\)"):
+        check_label_column(cells, "type_id", "Unknown")
+    check_label_column(cells, "type_id", -1)  # numbers with a numeric unlabeled category
+    check_label_column(cells, "cell_type", "Unknown")

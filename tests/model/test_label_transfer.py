@@ -55,6 +55,57 @@ def test_transfer_data_keeps_reference_cells_without_a_label_as_unlabelled(ref_q
         transfer_data(reference, query, "celltype")
 
 
+def test_transfer_data_checks_each_dataset_and_names_it(ref_query):
+    reference, query = ref_query
+    bad = query.copy()
+    bad.X = bad.X.astype(np.float32)
+    bad.X.data[:3] = -1.0
+    with pytest.raises(ValueError, match=r"query\.X contains 3 negative values.*layer='counts'"):
+        transfer_data(reference, bad, "cell_type")
+    bad.X.data[:3] = np.nan  # every NaN counted, not only those of the genes kept
+    with pytest.raises(ValueError, match=r"query\.X contains 3 NaN"):
+        transfer_data(reference, bad, "cell_type")
+    with pytest.raises(KeyError, match=r"batch_key='stim' is not a column of query\.obs"):
+        transfer_data(reference, _without(query, "stim"), "cell_type", batch_key="stim")
+    gaps = reference.copy()
+    gaps.obs["stim"] = gaps.obs["stim"].astype(object)
+    gaps.obs.iloc[:4, gaps.obs.columns.get_loc("stim")] = np.nan
+    with pytest.raises(ValueError, match=r"reference\.obs\['stim'\] \(batch_key\) has 4"):
+        transfer_data(gaps, query, "cell_type", batch_key="stim")
+
+
+def _without(adata, column):
+    adata = adata.copy()
+    del adata.obs[column]
+    return adata
+
+
+def test_transfer_data_reads_the_first_of_repeated_genes_and_warns_on_few_shared(ref_query):
+    reference, query = ref_query
+    names = query.var_names.to_numpy().copy()
+    names[1] = names[0]
+    query.var_names = names
+    with pytest.warns(UserWarning, match="query.var_names has 1 duplicated gene names"):
+        cells = transfer_data(reference, query, "cell_type")
+    assert cells.n_vars == reference.n_vars - 1 and cells.var_names.is_unique
+    first = reference.var_names[0]
+    repeated = cells[500:, first].X.toarray().ravel()  # the query's first column of the name
+    np.testing.assert_array_equal(repeated, query.X[:, 0].toarray().ravel())
+    few = query.copy()  # another naming of all but 5 genes
+    few.var_names = [*reference.var_names[:5], *(f"g{i}" for i in range(query.n_vars - 5))]
+    with pytest.warns(UserWarning, match="share 5 genes, fewer than 50% of the smaller"):
+        transfer_data(reference, few, "cell_type")
+
+
+def test_a_classifier_needs_two_cell_types_before_any_training(ref_query):
+    reference, query = ref_query
+    reference.obs["cell_type"] = "T"
+    with pytest.raises(ValueError, match=r"has one cell type \('T'\); a classifier needs"):
+        train_classifier(reference, query, "cell_type", pretrain_time="00:00:00:00")
+    with pytest.warns(UserWarning, match="every query cell gets that label"):
+        transfer_data(reference, query, "cell_type")
+
+
 def test_transfer_data_without_shared_genes_says_so(ref_query):
     reference, query = ref_query
     query.var_names = [f"other{i}" for i in range(query.n_vars)]

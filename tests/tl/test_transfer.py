@@ -371,3 +371,28 @@ def test_knn_agreement_warns_when_the_classifier_and_knn_disagree():
     with pytest.warns(UserWarning) as record:
         check_knn_agreement(fewer, knn)
     assert "written instead" not in str(record[0].message)
+
+
+def test_training_reads_counts_from_a_layer_and_checks_before_pretraining(ref_query, monkeypatch):
+    import scanpy as sc
+
+    reference, query = ref_query
+    for adata in (reference, query):  # the scanpy tutorial's state: counts kept, .X normalised
+        adata.layers["counts"] = adata.X.copy()
+        sc.pp.normalize_total(adata)
+        sc.pp.log1p(adata)
+    encoders = _spy_on_pretraining(monkeypatch, epochs=1)
+    with pytest.raises(ValueError, match=r"reference\.X holds non-integer values.*layer='counts'"):
+        scssl.tl.transfer_labels(query, reference, labels_key="cell_type", copy=True)
+    annotated = scssl.tl.transfer_labels(
+        query, reference, labels_key="cell_type", layer="counts", copy=True
+    )
+    assert annotated.uns["cell_type_pred"]["params"]["layer"] == "counts"
+    assert len(encoders) == 1 and encoders[0].registry_["setup_args"]["layer"] is None
+    single = reference.copy()
+    single.obs["cell_type"] = "B"
+    with pytest.raises(ValueError, match="one cell type \\('B'\\); a classifier needs"):
+        scssl.tl.transfer_labels(
+            query, single, labels_key="cell_type", method="classifier", layer="counts"
+        )
+    assert len(encoders) == 1  # refused before any pretraining

@@ -9,6 +9,7 @@ import logging
 import warnings
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 logger = logging.getLogger(__name__)
@@ -190,25 +191,32 @@ def check_expression(adata, layer: str | None, log_normalized: bool) -> None:
     )
 
 
-def check_obs_column(adata, key: str | None, name: str) -> None:
-    """A column named by a setup argument exists and has no missing values."""
+def check_obs_column(adata, key: str | None, name: str, where: str = "adata") -> None:
+    """A column named by a setup argument exists and has no missing values.
+
+    ``where`` is how the user calls ``adata``, for the messages.
+    """
     if key is None:
         return
     if key not in adata.obs:
         raise KeyError(
-            f"{name}={key!r} is not a column of adata.obs (columns: {list(adata.obs.columns)})."
+            f"{name}={key!r} is not a column of {where}.obs (columns: {list(adata.obs.columns)})."
         )
     n_missing = int(adata.obs[key].isna().sum())
     if n_missing:
+        column = f"{where}.obs[{key!r}]"
         raise ValueError(
-            f"adata.obs[{key!r}] ({name}) has {n_missing} missing (NaN) values. Give every cell "
-            f"a value, e.g. adata.obs[{key!r}] = adata.obs[{key!r}].astype(str) (NaN becomes "
-            "'nan', a group of its own), or drop the cells without one."
+            f"{column} ({name}) has {n_missing} missing (NaN) values. Give every cell a value, "
+            f"e.g. {column} = {column}.astype(str) (NaN becomes 'nan', a group of its own), or "
+            "drop the cells without one."
         )
 
 
 def check_label_column(adata, labels_key: str, unlabeled_category: str) -> None:
-    """Raise when ``adata.obs[labels_key]`` is absent or has NaN labels (naming the fix)."""
+    """Raise, naming the fix, when ``adata.obs[labels_key]`` is absent or unusable.
+
+    Unusable: NaN labels, or numbers where ``unlabeled_category`` is text.
+    """
     if labels_key not in adata.obs:
         check_obs_column(adata, labels_key, "labels_key")
     n_missing = int(adata.obs[labels_key].isna().sum())
@@ -218,4 +226,14 @@ def check_label_column(adata, labels_key: str, unlabeled_category: str) -> None:
             f"the unlabeled category, e.g. adata.obs[{labels_key!r}] = adata.obs"
             f"[{labels_key!r}].cat.add_categories({unlabeled_category!r}).fillna("
             f"{unlabeled_category!r}), so that they are treated as unlabeled."
+        )
+    labels = adata.obs[labels_key]
+    values = labels.cat.categories if isinstance(labels.dtype, pd.CategoricalDtype) else labels
+    numeric = pd.api.types.is_numeric_dtype(values.dtype)
+    if numeric and isinstance(unlabeled_category, str):
+        raise ValueError(
+            f"adata.obs[{labels_key!r}] holds numbers ({values.dtype}) but the unlabeled "
+            f"category is text ({unlabeled_category!r}); give the labels as text, e.g. "
+            f"adata.obs[{labels_key!r}] = adata.obs[{labels_key!r}].astype(str), or an "
+            "unlabeled_category of the labels' type."
         )

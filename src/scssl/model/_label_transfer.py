@@ -14,7 +14,14 @@ import numpy as np
 import pandas as pd
 import scvi
 
-from scssl.data import expression_matrix, highly_variable_genes
+from scssl.data import (
+    check_expression_matrix,
+    check_obs_column,
+    check_unique_var_names,
+    expression_matrix,
+    highly_variable_genes,
+)
+from scssl.data._vocabulary import DEFAULT_MIN_OVERLAP
 from scssl.module._ssl_module import MASKED_PRETEXTS
 
 from ._classifier_sources import DEFAULT_UNLABELED
@@ -44,6 +51,11 @@ CLASSIFIER_ENCODER_KWARGS = MappingProxyType(
 #: (see the *Label transfer* docs): it lifted kNN on both, and cost the fine-tuned classifier on
 #: pbmc_3tech. With ``likelihood="nb"`` it lowered kNN on pbmc_3tech, so it does not apply.
 ZERO_SHOT_ENCODER_KWARGS = MappingProxyType({"reconstruction_gene_weights": "inverse_sd"})
+#: How to hand the workflow raw counts, for the messages of its checks.
+COUNTS_HINT = (
+    "put the raw counts in {where}, or name the layer of the reference and the query that "
+    "holds them (layer='counts')"
+)
 
 
 def reference_labels(reference: ad.AnnData, labels_key: str, stacklevel: int = 2) -> pd.Series:
@@ -68,7 +80,30 @@ def reference_labels(reference: ad.AnnData, labels_key: str, stacklevel: int = 2
             UserWarning,
             stacklevel=stacklevel + 1,
         )
+    check_cell_types(labels, labels_key, classifier=False, stacklevel=stacklevel + 1)
     return labels
+
+
+def check_cell_types(
+    labels: pd.Series, labels_key: str, *, classifier: bool, stacklevel: int = 2
+) -> None:
+    """Two labelled cell types at least.
+
+    A classifier needs them (raises before any training); a kNN vote with one gives every query
+    cell that label (warns).
+    """
+    types = labels.dropna().unique()
+    if len(types) >= 2:
+        return
+    named = f"reference.obs[{labels_key!r}] has one cell type ({str(types[0])!r})"
+    if classifier:
+        raise ValueError(
+            f"{named}; a classifier needs at least two. Label the reference cells of other "
+            "types, or choose a reference that has them."
+        )
+    warnings.warn(
+        f"{named}: every query cell gets that label.", UserWarning, stacklevel=stacklevel + 1
+    )
 
 
 def transfer_data(
@@ -83,19 +118,21 @@ def transfer_data(
 
     ``obs["_scssl_labels"]`` holds the reference labels (the query's, and reference cells
     without a label, are unlabeled) and ``obs["_scssl_batch"]`` each cell's batch: ``batch_key``
-    when both have it, otherwise ``"reference"`` and ``"query"``. The inputs are not modified.
+    (a column of both), or ``"reference"`` and ``"query"`` when it is ``None``. Both matrices
+    are checked first (raw counts, unique gene names: a repeated name's first column is used).
+    The inputs are not modified.
     """
     labels = reference_labels(reference, labels_key, stacklevel=3)  # user -> pretrain_encoder
     parts = {"reference": reference} if query is None else {"reference": reference, "query": query}
-    shared = reference.var_names
-    for part in parts.values():
-        shared = shared.intersection(part.var_names, sort=False)
-    if len(shared) == 0:
-        raise ValueError(
-            "The reference and the query share no gene names; give both the same kind of gene "
-            "identifiers (symbols or Ensembl IDs) in var_names."
-        )
-    use_batch = batch_key is not None and all(batch_key in p.obs for p in parts.values())
+    for name, part in parts.items():
+        check_obs_column(part, batch_key, "batch_key", where=name)
+        matrix = expression_matrix(part, layer, where=name)
+        where = f"{name}.X" if layer is None else f"{name}.layers[{layer!r}]"
+        check_expression_matrix(matrix, where=where, counts_hint=COUNTS_HINT, log_hint=None)
+        check_unique_var_names(part.var_names, where=f"{name}.var_names")
+        parts[name] = part[:, ~part.var_names.duplicated()]
+    shared = _shared_genes(parts)
+    use_batch = batch_key is not None
     pieces = {}
     for name, part in parts.items():
         view = part[:, shared]
@@ -111,6 +148,32 @@ def transfer_data(
     combined = ad.concat(pieces, index_unique="-" if query is not None else None)
     combined.obs[LABELS] = combined.obs[LABELS].astype("category")
     return combined
+
+
+def _shared_genes(parts: dict[str, ad.AnnData]) -> pd.Index:
+    """The genes of every part.
+
+    An error when there are none, a warning when they are fewer than ``DEFAULT_MIN_OVERLAP`` of
+    the smaller part's.
+    """
+    shared = parts["reference"].var_names
+    for part in parts.values():
+        shared = shared.intersection(part.var_names, sort=False)
+    if len(shared) == 0:
+        raise ValueError(
+            "The reference and the query share no gene names; give both the same kind of gene "
+            "identifiers (symbols or Ensembl IDs) in var_names."
+        )
+    smallest = min(part.n_vars for part in parts.values())
+    if len(shared) < DEFAULT_MIN_OVERLAP * smallest:
+        warnings.warn(
+            f"The reference and the query share {len(shared)} genes, fewer than "
+            f"{DEFAULT_MIN_OVERLAP:.0%} of the smaller one's {smallest}: scssl trains on the "
+            "shared genes only. Check that both name genes alike (symbols or Ensembl IDs).",
+            UserWarning,
+            stacklevel=4,
+        )
+    return shared
 
 
 def train_classifier(
@@ -162,6 +225,8 @@ def train_classifier(
     ``obs_names`` with a ``-query`` suffix when a query is given).
 
     """
+    if labels_key in reference.obs:  # before the pretraining: a classifier needs two types
+        check_cell_types(reference.obs[labels_key], labels_key, classifier=True)
     encoder = pretrain_encoder(
         reference,
         query,

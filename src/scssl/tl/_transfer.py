@@ -23,6 +23,7 @@ from scssl.model import (
     reference_labels,
     reference_positions,
 )
+from scssl.model._label_transfer import check_cell_types
 
 from ._knn import EXACT_SEARCH_MAX_CELLS, Metric, Weights, check_voting, knn_vote
 from ._uns import tool_params
@@ -64,6 +65,7 @@ def transfer_labels(
     exact_max_cells: int = EXACT_SEARCH_MAX_CELLS,
     min_overlap: float = DEFAULT_MIN_OVERLAP,
     batch_key: str | None = None,
+    layer: str | None = None,
     pretrain_time: str | None = DEFAULT_PRETRAIN_TIME,
     knn_fallback: bool = True,
     seed: int = 0,
@@ -78,23 +80,19 @@ def transfer_labels(
 
     Parameters
     ----------
-    query
-        Cells to annotate.
-    reference
-        Labelled cells (``reference.obs[labels_key]``; cells without a label do not vote).
-        ``None`` only with a trained classifier as ``model``.
-    labels_key
-        Column of ``reference.obs`` with the labels.
+    query, reference, labels_key
+        Cells to annotate; labelled cells (``None`` only with a trained classifier as
+        ``model``); the column of ``reference.obs`` with the labels (cells without one do not
+        vote).
     model
         ``"knn"``: a trained :class:`scssl.model.SSLEncoder` (or classifier) to embed both
         datasets, unless ``use_rep`` is given; ``None`` (and no ``use_rep``): one pretrained
         on both by :func:`scssl.model.pretrain_encoder`. ``"classifier"``: an
         ``SSLClassifier``, or ``None``: one trained by :func:`scssl.model.train_classifier`
         (the best-measured workflow, see *Label transfer*).
-    use_rep
-        ``"knn"``: key of ``.obsm`` with an embedding of both datasets, used instead of ``model``.
-    method
-        ``"knn"`` or ``"classifier"``.
+    use_rep, method
+        ``"knn"``: key of ``.obsm`` with an embedding of both datasets, used instead of
+        ``model``; ``"knn"`` or ``"classifier"``.
     k, weights, metric
         ``"knn"``: neighbours that vote; ``"uniform"`` or ``"distance"`` (1/distance) weighted
         votes; ``"euclidean"`` or ``"cosine"`` distance.
@@ -103,11 +101,12 @@ def transfer_labels(
     exact_max_cells, min_overlap
         Larger references use an approximate pynndescent index; smallest share of the model's
         genes that must be found in each dataset.
-    batch_key, pretrain_time, seed, knn_fallback
+    batch_key, layer, pretrain_time, seed, knn_fallback
         Training here (see ``model``; unused with a model or ``use_rep``): each cell's batch, a
-        column of both ``obs`` (``None``: reference and query); the pretraining time (``None``:
-        the epoch heuristic alone, repeatable by seed on one machine); the seed; for a
-        classifier, write kNN's labels (cosine, k=5) if it agrees with kNN on under 80% of cells.
+        column of both ``obs`` (``None``: reference and query); both's layer of raw counts
+        (``None``: ``.X``); the pretraining time (``None``: the epoch heuristic alone, repeatable
+        by seed on one machine); the seed; for a classifier, write kNN's labels (cosine, k=5)
+        if it agrees with kNN on under 80% of cells.
     copy
         Return an annotated copy of ``query`` instead of writing into it.
 
@@ -120,16 +119,16 @@ def transfer_labels(
     ``query.obs[f"{key_added}_confidence"]``
         Share of the (weighted) neighbour vote, or the calibrated probability, of the label.
     ``query.uns[f"{key_added}_pred"]``
-        ``params``; ``k`` and ``search`` (``"exact"``, ``"pynndescent"``) of a kNN vote;
-        ``share_unknown``, the share of cells marked ``"Unknown"``; a classifier trained here
-        adds ``knn_agreement`` (with zero-shot kNN; warning below 0.8) and ``labels_from``
-        (``"classifier"``, or ``"knn"`` after the fallback); ``params`` record the training.
+        ``params`` (and the training's); ``k`` and ``search`` (``"exact"``, ``"pynndescent"``)
+        of a kNN vote; ``share_unknown``, the share of cells marked ``"Unknown"``; a classifier
+        trained here: ``knn_agreement`` (with zero-shot kNN; warning below 0.8), ``labels_from``
+        (``"classifier"``, or ``"knn"`` after the fallback).
 
     """
     voting = {"k": k, "weights": weights, "metric": metric, "exact_max_cells": exact_max_cells}
     params = _checked_params(model, labels_key, use_rep, method, voting, key_added, min_confidence)
     if model is None and (method == "classifier" or use_rep is None):
-        training = (batch_key, pretrain_time, knn_fallback, seed)
+        training = (batch_key, layer, pretrain_time, knn_fallback, seed)
         result = _train_and_predict(method, query, reference, labels_key, training, voting, params)
     elif method == "knn":
         result = _vote(query, reference, labels_key, model, use_rep, voting, min_overlap)
@@ -149,7 +148,8 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
     the report adds its agreement with zero-shot kNN on the pretrained embedding (the study's
     vote: ``k=5``, uniform, Euclidean) and, when the agreement is below ``MIN_KNN_AGREEMENT``
     and ``knn_fallback``, the labels are the ``FALLBACK_VOTING`` vote's. ``training``:
-    ``(batch_key, pretrain_time, knn_fallback, seed)``; ``voting``: options of ``knn_vote``.
+    ``(batch_key, layer, pretrain_time, knn_fallback, seed)``; ``voting``: options of
+    ``knn_vote``.
     ``params`` record the training.
     """
     reuse = "model= or use_rep= (an embedding)" if method == "knn" else "model= (a classifier)"
@@ -157,25 +157,32 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
         raise ValueError(
             f'method="{method}" needs a labelled reference to train on, or {reuse} to reuse.'
         )
-    batch_key, pretrain_time, knn_fallback, seed = training
+    batch_key, layer, pretrain_time, knn_fallback, seed = training
+    classifier = method == "classifier"
+    if classifier and labels_key in reference.obs:  # before the pretraining
+        check_cell_types(reference.obs[labels_key], labels_key, classifier=True)
     logger.info(
         "Pretraining an SSLEncoder on reference + query for at most %s; pass %s to reuse one.",
         pretrain_time or "the epoch heuristic's epochs",
         reuse,
     )
-    classifier = method == "classifier"
     encoder_kwargs = dict(CLASSIFIER_ENCODER_KWARGS if classifier else ZERO_SHOT_ENCODER_KWARGS)
     encoder = pretrain_encoder(
         reference,
         query,
         labels_key,
         batch_key=batch_key,
+        layer=layer,
         pretrain_time=pretrain_time,
         seed=seed,
         encoder_kwargs=encoder_kwargs,
     )
     params.update(
-        batch_key=batch_key, pretrain_time=pretrain_time, seed=seed, encoder_kwargs=encoder_kwargs
+        batch_key=batch_key,
+        layer=layer,
+        pretrain_time=pretrain_time,
+        seed=seed,
+        encoder_kwargs=encoder_kwargs,
     )
     latent = encoder.get_latent_representation()
     if method == "knn":

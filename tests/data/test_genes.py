@@ -1,6 +1,9 @@
 """scssl.data.highly_variable_genes: scanpy's ranking, robust on small batches."""
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from scssl.data import highly_variable_genes
@@ -45,6 +48,10 @@ def test_a_batch_of_one_cell_is_left_out_of_the_ranking(kang_demo):
     assert keep.sum() == 500
     ranked_without = highly_variable_genes(cells[:299].copy(), 500, batch_key="batch")
     np.testing.assert_array_equal(keep, ranked_without)
+    cells.obs["batch"] = pd.Categorical(["a"] * 300, categories=["a", "unused"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unused category is no batch of one cell
+        highly_variable_genes(cells, 500, batch_key="batch")
     cells.obs["batch"] = [str(i) for i in range(300)]  # no batch large enough: no batches
     with pytest.warns(UserWarning, match="300 batches"):
         keep = highly_variable_genes(cells, 500, batch_key="batch")

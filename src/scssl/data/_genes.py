@@ -62,6 +62,7 @@ def _without_tiny_batches(adata: ad.AnnData, batch_key: str) -> tuple[ad.AnnData
     When no batch has that many: all cells, ranked without batches.
     """
     sizes = adata.obs[batch_key].value_counts()
+    sizes = sizes[sizes > 0]  # a categorical column lists its unused categories too
     tiny = sizes.index[sizes < MIN_BATCH_CELLS]
     if len(tiny) == 0:
         return adata, batch_key

@@ -410,8 +410,8 @@ def cached_run_group(group: str, task: str, args) -> list[dict]:
     cache.parent.mkdir(parents=True, exist_ok=True)
     running.touch()
     try:
+        code = code_version()  # before the run, which may take hours: the code that ran
         rows = run_group(group, task, args)
-        code = code_version()
         for row in rows:
             row["code"] = code
         cache.write_text(json.dumps(rows))

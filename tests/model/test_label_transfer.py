@@ -184,3 +184,30 @@ def test_pretrain_encoder_weights_genes_for_the_masked_squared_error_only(ref_qu
         reference, None, "cell_type", encoder_kwargs={"likelihood": "nb"}, **options
     )
     assert counts.module.reconstruction_gene_weights == "uniform"
+
+
+def test_no_labelled_cell_or_only_unknown_is_a_clear_error(ref_query):
+    reference, query = ref_query
+    reference.obs["cell_type"] = np.nan
+    with pytest.raises(ValueError, match="has no labelled cell"):
+        train_classifier(reference, query, "cell_type")
+    reference.obs["cell_type"] = ["B"] * 250 + ["Unknown"] * 250  # "Unknown" is no cell type
+    with pytest.raises(ValueError, match=r"one cell type \('B'\)"):
+        train_classifier(reference, query, "cell_type")
+
+
+def test_transfer_data_reads_backed_datasets_and_warns_at_the_callers_line(ref_query, tmp_path):
+    import anndata as ad
+
+    reference, query = ref_query
+    names = query.var_names.to_numpy().copy()
+    names[1] = names[0]
+    query.var_names = names
+    reference.write_h5ad(tmp_path / "reference.h5ad")
+    query.write_h5ad(tmp_path / "query.h5ad")
+    backed = [ad.read_h5ad(tmp_path / f"{n}.h5ad", backed="r") for n in ("reference", "query")]
+    with pytest.warns(UserWarning, match="query.var_names has 1 duplicated") as caught:
+        cells = transfer_data(*backed, "cell_type")
+    assert caught[0].filename == __file__  # the user's line, not scssl's
+    in_memory = transfer_data(reference, query, "cell_type")
+    assert (cells.X != in_memory.X).nnz == 0 and cells.var_names.equals(in_memory.var_names)

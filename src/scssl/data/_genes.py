@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import anndata as ad
 import numpy as np
+
+from ._warnings import warn_user
 
 #: Batches with fewer cells are left out of the batch-aware ranking: scikit-misc's loess, which
 #: ``seurat_v3`` fits per batch, crashes the Python process on a batch of one cell.
@@ -67,11 +68,10 @@ def _without_tiny_batches(adata: ad.AnnData, batch_key: str) -> tuple[ad.AnnData
     if len(tiny) == 0:
         return adata, batch_key
     names = ", ".join(repr(str(b)) for b in tiny[:5]) + (", ..." if len(tiny) > 5 else "")
-    warnings.warn(
-        f"{len(tiny)} batches of obs[{batch_key!r}] ({names}) have fewer than {MIN_BATCH_CELLS} "
-        "cells; the most variable genes are ranked without them (their cells are still used).",
-        UserWarning,
-        stacklevel=3,
+    warn_user(
+        f"{len(tiny)} batches ({names}) have fewer than {MIN_BATCH_CELLS} cells; the most "
+        "variable genes are ranked on the other batches' cells (batch-aware ranking fits each "
+        "batch on its own)."
     )
     if len(tiny) == len(sizes):
         return adata, None

@@ -6,11 +6,12 @@ The checks read the matrix in row chunks and never modify it.
 from __future__ import annotations
 
 import logging
-import warnings
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from ._warnings import warn_user
 
 logger = logging.getLogger(__name__)
 
@@ -145,12 +146,10 @@ def check_expression_matrix(
             "(sc.pp.normalize_total(adata, target_sum=1e4); sc.pp.log1p(adata))."
         )
     if n_empty:
-        warnings.warn(
+        warn_user(
             f"{n_empty} of {n_obs} cells in {where} have no counts; their input is all zeros and "
             "they all embed to the same point. Remove them with "
-            "sc.pp.filter_cells(adata, min_counts=1) unless that is intended.",
-            UserWarning,
-            stacklevel=3,
+            "sc.pp.filter_cells(adata, min_counts=1) unless that is intended."
         )
     return n_empty
 
@@ -160,12 +159,10 @@ def check_unique_var_names(var_names, where: str = "adata.var_names") -> None:
     duplicated = var_names[var_names.duplicated()]
     if len(duplicated):
         examples = ", ".join(map(str, duplicated.unique()[:5]))
-        warnings.warn(
+        warn_user(
             f"{where} has {len(duplicated)} duplicated gene names (e.g. {examples}). Gene "
             "alignment keeps the first occurrence of each; call adata.var_names_make_unique() "
-            "to keep them apart.",
-            UserWarning,
-            stacklevel=3,
+            "to keep them apart."
         )
 
 

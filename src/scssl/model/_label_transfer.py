@@ -22,6 +22,7 @@ from scssl.data import (
     highly_variable_genes,
 )
 from scssl.data._vocabulary import DEFAULT_MIN_OVERLAP
+from scssl.data._warnings import warn_user
 from scssl.module._ssl_module import MASKED_PRETEXTS
 
 from ._classifier_sources import DEFAULT_UNLABELED
@@ -80,30 +81,28 @@ def reference_labels(reference: ad.AnnData, labels_key: str, stacklevel: int = 2
             UserWarning,
             stacklevel=stacklevel + 1,
         )
-    check_cell_types(labels, labels_key, classifier=False, stacklevel=stacklevel + 1)
+    check_cell_types(labels, labels_key, classifier=False)
     return labels
 
 
-def check_cell_types(
-    labels: pd.Series, labels_key: str, *, classifier: bool, stacklevel: int = 2
-) -> None:
-    """Two labelled cell types at least.
+def check_cell_types(labels: pd.Series, labels_key: str, *, classifier: bool) -> None:
+    """Two labelled cell types at least (``"Unknown"`` is none).
 
     A classifier needs them (raises before any training); a kNN vote with one gives every query
-    cell that label (warns).
+    cell that label (warns). No labelled cell at all is :func:`reference_labels`' error.
     """
-    types = labels.dropna().unique()
-    if len(types) >= 2:
+    types = [t for t in labels.dropna().unique() if str(t) != DEFAULT_UNLABELED]
+    if len(types) >= 2 or (not types and not classifier):
         return
+    if not types:
+        raise ValueError(f"reference.obs[{labels_key!r}] has no labelled cell.")
     named = f"reference.obs[{labels_key!r}] has one cell type ({str(types[0])!r})"
     if classifier:
         raise ValueError(
             f"{named}; a classifier needs at least two. Label the reference cells of other "
             "types, or choose a reference that has them."
         )
-    warnings.warn(
-        f"{named}: every query cell gets that label.", UserWarning, stacklevel=stacklevel + 1
-    )
+    warn_user(f"{named}: every query cell gets that label.")
 
 
 def transfer_data(
@@ -118,24 +117,24 @@ def transfer_data(
 
     ``obs["_scssl_labels"]`` holds the reference labels (the query's, and reference cells
     without a label, are unlabeled) and ``obs["_scssl_batch"]`` each cell's batch: ``batch_key``
-    (a column of both), or ``"reference"`` and ``"query"`` when it is ``None``. Both matrices
-    are checked first (raw counts, unique gene names: a repeated name's first column is used).
+    (a column of both), or ``"reference"`` and ``"query"`` when it is ``None``. Each dataset's
+    counts on the shared genes are checked, naming it; of a repeated gene name the first column
+    is read (with a warning).
     The inputs are not modified.
     """
     labels = reference_labels(reference, labels_key, stacklevel=3)  # user -> pretrain_encoder
     parts = {"reference": reference} if query is None else {"reference": reference, "query": query}
     for name, part in parts.items():
         check_obs_column(part, batch_key, "batch_key", where=name)
-        matrix = expression_matrix(part, layer, where=name)
-        where = f"{name}.X" if layer is None else f"{name}.layers[{layer!r}]"
-        check_expression_matrix(matrix, where=where, counts_hint=COUNTS_HINT, log_hint=None)
         check_unique_var_names(part.var_names, where=f"{name}.var_names")
-        parts[name] = part[:, ~part.var_names.duplicated()]
     shared = _shared_genes(parts)
-    use_batch = batch_key is not None
     pieces = {}
     for name, part in parts.items():
-        view = part[:, shared]
+        first = np.flatnonzero(~part.var_names.duplicated())  # of a repeated name, its first
+        view = part[:, first[part.var_names[first].get_indexer(shared)]]  # one index: backed ok
+        matrix = expression_matrix(view, layer, where=name)
+        where = f"{name}.X" if layer is None else f"{name}.layers[{layer!r}]"
+        check_expression_matrix(matrix, where=where, counts_hint=COUNTS_HINT, log_hint=None)
         obs = pd.DataFrame(index=part.obs_names.astype(str))
         reference_part = name == "reference"
         obs[LABELS] = (
@@ -143,8 +142,8 @@ def transfer_data(
             if reference_part
             else DEFAULT_UNLABELED
         )
-        obs[BATCH] = part.obs[batch_key].astype(str).to_numpy() if use_batch else name
-        pieces[name] = ad.AnnData(X=expression_matrix(view, layer), obs=obs, var=view.var[[]])
+        obs[BATCH] = name if batch_key is None else part.obs[batch_key].astype(str).to_numpy()
+        pieces[name] = ad.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=shared))
     combined = ad.concat(pieces, index_unique="-" if query is not None else None)
     combined.obs[LABELS] = combined.obs[LABELS].astype("category")
     return combined
@@ -156,22 +155,20 @@ def _shared_genes(parts: dict[str, ad.AnnData]) -> pd.Index:
     An error when there are none, a warning when they are fewer than ``DEFAULT_MIN_OVERLAP`` of
     the smaller part's.
     """
-    shared = parts["reference"].var_names
+    shared = parts["reference"].var_names.unique()
     for part in parts.values():
-        shared = shared.intersection(part.var_names, sort=False)
+        shared = shared.intersection(part.var_names.unique(), sort=False)
     if len(shared) == 0:
         raise ValueError(
             "The reference and the query share no gene names; give both the same kind of gene "
             "identifiers (symbols or Ensembl IDs) in var_names."
         )
-    smallest = min(part.n_vars for part in parts.values())
+    smallest = min(part.var_names.nunique() for part in parts.values())
     if len(shared) < DEFAULT_MIN_OVERLAP * smallest:
-        warnings.warn(
+        warn_user(
             f"The reference and the query share {len(shared)} genes, fewer than "
             f"{DEFAULT_MIN_OVERLAP:.0%} of the smaller one's {smallest}: scssl trains on the "
-            "shared genes only. Check that both name genes alike (symbols or Ensembl IDs).",
-            UserWarning,
-            stacklevel=4,
+            "shared genes only. Check that both name genes alike (symbols or Ensembl IDs)."
         )
     return shared
 

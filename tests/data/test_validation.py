@@ -113,3 +113,16 @@ def test_numeric_labels_with_a_text_unlabeled_category_are_refused(kang_demo):
         check_label_column(cells, "type_id", "Unknown")
     check_label_column(cells, "type_id", -1)  # numbers with a numeric unlabeled category
     check_label_column(cells, "cell_type", "Unknown")
+
+
+def test_cell_types_with_few_labelled_cells_are_named_at_the_users_line(kang_demo):
+    cells = kang_demo[:400].copy()
+    cells.obs["ct"] = cells.obs["cell_type"].astype(str)
+    cells.obs.iloc[:2, cells.obs.columns.get_loc("ct")] = "Rare"
+    cells.obs.iloc[2:300, cells.obs.columns.get_loc("ct")] = "Unknown"  # many unlabelled: fine
+    with pytest.warns(UserWarning, match=r"fewer than 3 labelled cells: 'Rare' \(2\)") as caught:
+        scssl.model.SSLClassifier.setup_anndata(cells, labels_key="ct")
+    messages = [str(w.message) for w in caught]
+    assert not any("_scvi_labels" in m for m in messages)  # scvi-tools' code-named warning
+    assert all(w.filename == __file__ for w in caught if "labelled cells" in str(w.message))
+    assert "'Unknown'" not in next(m for m in messages if "labelled cells" in m)

@@ -209,6 +209,24 @@ def check_obs_column(adata, key: str | None, name: str, where: str = "adata") ->
         )
 
 
+#: Labelled cells per type below which scssl names the type (scvi-tools warns by category code).
+MIN_LABELLED_CELLS = 3
+
+
+def warn_rare_labels(adata, labels_key: str, unlabeled_category) -> None:
+    """Name the cell types with fewer than ``MIN_LABELLED_CELLS`` labelled cells."""
+    counts = adata.obs[labels_key].value_counts()
+    rare = counts[(counts > 0) & (counts < MIN_LABELLED_CELLS)]
+    rare = rare[[str(t) != str(unlabeled_category) for t in rare.index]]
+    if len(rare):
+        named = ", ".join(f"{t!r} ({n})" for t, n in rare.items())
+        warn_user(
+            f"adata.obs[{labels_key!r}] has cell types with fewer than {MIN_LABELLED_CELLS} "
+            f"labelled cells: {named}. The classifier learns them from those cells alone; "
+            "label more of them if they matter."
+        )
+
+
 def check_label_column(adata, labels_key: str, unlabeled_category: str) -> None:
     """Raise, naming the fix, when ``adata.obs[labels_key]`` is absent or unusable.
 

@@ -23,6 +23,7 @@ from scssl.data import (
     check_obs_column,
     check_unique_var_names,
 )
+from scssl.data._validation import warn_rare_labels
 from scssl.module import ClassifierModule
 
 from ._calibration import temperature_scaling
@@ -203,7 +204,11 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
             LabelsWithUnlabeledObsField(REGISTRY_KEYS.LABELS_KEY, labels_key, unlabeled_category),
         ]
         adata_manager = AnnDataManager(fields=anndata_fields, setup_method_args=setup_method_args)
-        adata_manager.register_fields(adata, **kwargs)
+        with warnings.catch_warnings():  # it names a category code; warn_rare_labels the type
+            warnings.filterwarnings("ignore", message=r".*'_scvi_labels'\] has fewer than 3")
+            adata_manager.register_fields(adata, **kwargs)
+        if labels_key is not None and labels_key in adata.obs and "source_registry" not in kwargs:
+            warn_rare_labels(adata, labels_key, unlabeled_category)  # not when loading a model
         cls.register_manager(adata_manager)
 
     # -------------------------------------------------------------- training

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-import warnings
 from dataclasses import asdict, dataclass, field
 
 import anndata as ad
@@ -13,6 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._validation import expression_matrix
+from ._warnings import warn_user
 
 logger = logging.getLogger(__name__)
 
@@ -267,14 +267,12 @@ def align_to_vocabulary(
         )
     logger.info("Gene alignment: %s", report)
     if report.n_duplicated_model_genes:
-        warnings.warn(
+        warn_user(
             f"adata.var_names repeats {report.n_duplicated_model_genes} of the model's genes (e.g. "
             f"{', '.join(report.duplicate_examples)}); the model reads the first occurrence of "
             "each and ignores the others. If they are different genes sharing a symbol, put "
             "Ensembl IDs in adata.var_names (or a var column) for an exact match; otherwise "
             "keep one column per gene (adata[:, ~adata.var_names.duplicated()]).",
-            UserWarning,
-            stacklevel=2,
         )
     matrix = expression_matrix(adata, layer)
     if adata.n_vars == len(index) and np.array_equal(index, np.arange(len(index))):

@@ -6,7 +6,6 @@ out); see the *Label transfer* docs page for what each choice gained.
 
 from __future__ import annotations
 
-import warnings
 from typing import Literal
 
 import numpy as np
@@ -14,6 +13,8 @@ import torch
 from scvi import REGISTRY_KEYS
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
+
+from scssl.data._warnings import warn_user
 
 ClassBalance = Literal["inverse", "sqrt", "none"]
 #: Inverse regularisation strengths tried for the linear probe (and the baseline).
@@ -212,11 +213,9 @@ def labelled_class_counts(adata_manager, class_names) -> tuple[list[str], np.nda
     counts = np.array([by_name.get(c, 0) for c in class_names], dtype=np.float64)
     empty = [c for c, n in zip(class_names, counts, strict=True) if n == 0]
     if empty and counts.sum() > 0:
-        warnings.warn(
+        warn_user(
             f"Classes without any labelled cell get weight 0 and will rarely be predicted: "
             f"{empty}. Drop unused categories (obs[labels_key].cat.remove_unused_categories())"
             " to remove them.",
-            UserWarning,
-            stacklevel=4,
         )
     return class_names, counts

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 
 from scssl.data import MEASURED_GENES_KEY
+from scssl.data._warnings import warn_user
 
 from .base import registered_batches
 
@@ -63,14 +62,12 @@ def with_encoder_batches(aligned, encoder) -> int:
         slot = {old: name for name, old in pairing.items()}
         aligned.obs[batch_key] = pd.Categorical(values, categories=[slot.get(b, b) for b in known])
         shown = dict(list(pairing.items())[:5])
-        warnings.warn(
+        warn_user(
             f"These cells' batches include {new[:5]}, which the encoder was not pretrained on "
             f"(its batches: {known[:8]}, obs[{batch_key!r}]); each takes the batch-coded weights "
             f"of a pretrained batch without cells here ({shown}) and fine-tunes them; the "
             "encoder's own batches keep theirs. If they are the encoder's batches under other "
             "names, rename them to match.",
-            UserWarning,
-            stacklevel=3,
         )
     return len(present)
 

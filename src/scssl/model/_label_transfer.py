@@ -6,7 +6,6 @@ gain is on the *Label transfer* docs page.
 
 from __future__ import annotations
 
-import warnings
 from types import MappingProxyType
 
 import anndata as ad
@@ -59,11 +58,10 @@ COUNTS_HINT = (
 )
 
 
-def reference_labels(reference: ad.AnnData, labels_key: str, stacklevel: int = 2) -> pd.Series:
+def reference_labels(reference: ad.AnnData, labels_key: str) -> pd.Series:
     """The reference's labels, ``NaN`` for its cells without one (with a warning).
 
     Raises a clear error when ``labels_key`` is not a column or no cell has a label.
-    ``stacklevel`` of the warning counts from this function's caller.
     """
     if labels_key not in reference.obs:
         raise KeyError(
@@ -75,11 +73,9 @@ def reference_labels(reference: ad.AnnData, labels_key: str, stacklevel: int = 2
     if missing.all():
         raise ValueError(f"reference.obs[{labels_key!r}] has no labelled cell.")
     if missing.any():
-        warnings.warn(
+        warn_user(
             f"{int(missing.sum())} reference cells have no label (NaN in "
             f"reference.obs[{labels_key!r}]); they are treated as unlabelled cells.",
-            UserWarning,
-            stacklevel=stacklevel + 1,
         )
     check_cell_types(labels, labels_key, classifier=False)
     return labels
@@ -122,7 +118,7 @@ def transfer_data(
     is read (with a warning).
     The inputs are not modified.
     """
-    labels = reference_labels(reference, labels_key, stacklevel=3)  # user -> pretrain_encoder
+    labels = reference_labels(reference, labels_key)
     parts = {"reference": reference} if query is None else {"reference": reference, "query": query}
     for name, part in parts.items():
         check_obs_column(part, batch_key, "batch_key", where=name)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import torch
@@ -15,6 +13,7 @@ from scssl.data import (
     expression_matrix,
     iterate_minibatches,
 )
+from scssl.data._warnings import warn_user
 from scssl.nn._sparse import to_dense
 
 #: New batches with fewer cells than this are centred on a noisy mean (warned about).
@@ -125,11 +124,9 @@ def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:
         check_obs_column(adata, key, "batch_key")
         values = adata.obs[key].astype(str).to_numpy()
     else:
-        warnings.warn(
+        warn_user(
             f"adata.obs has no {key!r} column: all cells are treated as one new batch and "
             "centred on their own mean expression.",
-            UserWarning,
-            stacklevel=4,
         )
         values = np.full(adata.n_obs, _NEW_BATCH)
     known = {str(c): i for i, c in enumerate(state.categorical_mapping)}
@@ -142,11 +139,9 @@ def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:
     sums, n_cells = batch_sums(module, matrix, codes, len(lookup))
     small = [name for name in new if n_cells[lookup[name]] < MIN_CELLS_NEW_BATCH]
     if small:
-        warnings.warn(
+        warn_user(
             f"New batches with fewer than {MIN_CELLS_NEW_BATCH} cells are centred on noisy "
             f"means: {small[:5]}.",
-            UserWarning,
-            stacklevel=4,
         )
     new_means = torch.as_tensor(sums[len(known) :] / n_cells[len(known) :, None])
     new_deltas = new_means.float() - module.reference_mean.detach().cpu()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from types import MappingProxyType
 from typing import Literal, get_args
 
@@ -12,6 +11,7 @@ import pandas as pd
 from anndata import AnnData
 
 from scssl.data import DEFAULT_MIN_OVERLAP
+from scssl.data._warnings import warn_user
 from scssl.model import (
     CLASSIFIER_ENCODER_KWARGS,
     DEFAULT_PRETRAIN_TIME,
@@ -215,7 +215,7 @@ def _zero_shot_vote(encoder, latent: np.ndarray, k: int = 5, **voting):
     """
     labels = encoder.adata.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
     reference_cells = reference_positions(encoder)
-    _check_k(k, len(reference_cells), stacklevel=4)
+    _check_k(k, len(reference_cells))
     return knn_vote(
         latent[reference_cells],
         labels[reference_cells],
@@ -242,7 +242,7 @@ def check_knn_agreement(
             if knn_fallback
             else ""
         )
-        warnings.warn(
+        warn_user(
             f"The fine-tuned classifier agrees with zero-shot kNN on the pretrained embedding "
             f"for only {agreement:.0%} of the query cells (84-99% wherever the classifier "
             "worked in our benchmarks, also with another study as the reference). The query "
@@ -251,8 +251,6 @@ def check_knn_agreement(
             "pretrained with batch centering: transfer_labels(query, reference, "
             "labels_key=..., method='knn') without model= does it (see 'When the reference is "
             "another study' in the docs), and check the labels against marker genes.",
-            UserWarning,
-            stacklevel=4,
         )
     return agreement
 
@@ -312,7 +310,7 @@ def _vote(query, reference, labels_key, model, use_rep, voting, min_overlap):
             f"The reference embedding has {ref_embedding.shape[1]} dimensions and the "
             f"query's {query_embedding.shape[1]}; embed both with the same model."
         )
-    _check_k(voting["k"], int(labelled.sum()), stacklevel=3)
+    _check_k(voting["k"], int(labelled.sum()))
     vote = knn_vote(ref_embedding[labelled], labels.to_numpy()[labelled], query_embedding, **voting)
     return _vote_result(vote)
 
@@ -322,20 +320,18 @@ def _vote_result(vote):
     return vote.predicted, vote.confidence, vote.classes, {"k": vote.k, "search": vote.search}
 
 
-def _check_k(k: int, n_labelled: int, stacklevel: int) -> None:
+def _check_k(k: int, n_labelled: int) -> None:
     """Warn that ``k`` will be clamped to the labelled reference cells (``knn_vote`` does it)."""
     if k > n_labelled:
-        warnings.warn(
+        warn_user(
             f"k={k} exceeds the {n_labelled} labelled reference cells; using k={n_labelled}.",
-            UserWarning,
-            stacklevel=stacklevel + 1,
         )
 
 
 def _reference_labels(reference: AnnData | None, labels_key: str) -> pd.Series:
     if reference is None:
         raise ValueError('method="knn" needs a labelled reference AnnData.')
-    return reference_labels(reference, labels_key, stacklevel=4)  # user -> transfer_labels
+    return reference_labels(reference, labels_key)
 
 
 def _embedding(adata: AnnData, model, use_rep: str | None, role: str, min_overlap: float):

@@ -23,6 +23,7 @@ from ._validation import (
     check_obs_column,
     check_unique_var_names,
     expression_matrix,
+    warn_rare_labels,
 )
 from ._vocabulary import (
     DEFAULT_MIN_OVERLAP,
@@ -68,4 +69,5 @@ __all__ = [
     "reindex_columns",
     "to_torch",
     "warn_ambiguous_symbols",
+    "warn_rare_labels",
 ]

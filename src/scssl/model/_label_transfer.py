@@ -77,16 +77,19 @@ def reference_labels(reference: ad.AnnData, labels_key: str) -> pd.Series:
             f"{int(missing.sum())} reference cells have no label (NaN in "
             f"reference.obs[{labels_key!r}]); they are treated as unlabelled cells.",
         )
-    check_cell_types(labels, labels_key, classifier=False)
+    check_cell_types(reference, labels_key, classifier=False)
     return labels
 
 
-def check_cell_types(labels: pd.Series, labels_key: str, *, classifier: bool) -> None:
-    """Two labelled cell types at least (``"Unknown"`` is none).
+def check_cell_types(reference: ad.AnnData, labels_key: str, *, classifier: bool) -> None:
+    """Two labelled cell types at least in ``reference.obs[labels_key]`` (``"Unknown"`` is none).
 
     A classifier needs them (raises before any training); a kNN vote with one gives every query
-    cell that label (warns). No labelled cell at all is :func:`reference_labels`' error.
+    cell that label (warns). A missing column is :func:`reference_labels`' error.
     """
+    if labels_key not in reference.obs:
+        return
+    labels = reference.obs[labels_key]
     types = [t for t in labels.dropna().unique() if str(t) != DEFAULT_UNLABELED]
     if len(types) >= 2 or (not types and not classifier):
         return
@@ -218,8 +221,7 @@ def train_classifier(
     ``obs_names`` with a ``-query`` suffix when a query is given).
 
     """
-    if labels_key in reference.obs:  # before the pretraining: a classifier needs two types
-        check_cell_types(reference.obs[labels_key], labels_key, classifier=True)
+    check_cell_types(reference, labels_key, classifier=True)  # before the pretraining
     encoder = pretrain_encoder(
         reference,
         query,

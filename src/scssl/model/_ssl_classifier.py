@@ -22,8 +22,8 @@ from scssl.data import (
     check_label_column,
     check_obs_column,
     check_unique_var_names,
+    warn_rare_labels,
 )
-from scssl.data._validation import warn_rare_labels
 from scssl.module import ClassifierModule
 
 from ._calibration import temperature_scaling
@@ -207,8 +207,8 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         with warnings.catch_warnings():  # it names a category code; warn_rare_labels the type
             warnings.filterwarnings("ignore", message=r".*'_scvi_labels'\] has fewer than 3")
             adata_manager.register_fields(adata, **kwargs)
-        if labels_key is not None and labels_key in adata.obs and "source_registry" not in kwargs:
-            warn_rare_labels(adata, labels_key, unlabeled_category)  # not when loading a model
+        if labels_key is not None and "source_registry" not in kwargs:  # not loading a model
+            warn_rare_labels(adata, labels_key, unlabeled_category)
         cls.register_manager(adata_manager)
 
     # -------------------------------------------------------------- training

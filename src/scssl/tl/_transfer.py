@@ -159,8 +159,8 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
         )
     batch_key, layer, pretrain_time, knn_fallback, seed = training
     classifier = method == "classifier"
-    if classifier and labels_key in reference.obs:  # before the pretraining
-        check_cell_types(reference.obs[labels_key], labels_key, classifier=True)
+    if classifier:  # before the pretraining
+        check_cell_types(reference, labels_key, classifier=True)
     logger.info(
         "Pretraining an SSLEncoder on reference + query for at most %s; pass %s to reuse one.",
         pretrain_time or "the epoch heuristic's epochs",

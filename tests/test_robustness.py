@@ -799,8 +799,9 @@ def test_a_single_cell_trains_and_embeds():
     adata = counts_adata(1)
     SSLEncoder.setup_anndata(adata)
     model = SSLEncoder(adata, **SMALL)
-    with pytest.warns(UserWarning, match="early stopping is disabled"):
+    with pytest.warns(UserWarning, match="early stopping is disabled") as caught:
         model.train(max_epochs=1, **QUIET)
+    assert next(w for w in caught if "early stopping" in str(w.message)).filename == __file__
     latent = model.get_latent_representation()
     assert latent.shape == (1, 4) and np.isfinite(latent).all()
     one = counts_adata(5, seed=9)[2:3].copy()

@@ -8,7 +8,6 @@ DataFrames are matched by cell and protein names).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Mapping
 
 import numpy as np
@@ -16,6 +15,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy import sparse, stats
 from sklearn.metrics import accuracy_score, f1_score
+
+from scssl.data._warnings import warn_user
 
 
 def macro_f1(y_true, y_pred) -> float:
@@ -161,11 +162,9 @@ def _nanmean(values: np.ndarray, what: str) -> float:
     if n_nan == len(values):
         return float("nan")
     if n_nan:
-        warnings.warn(
+        warn_user(
             f"{n_nan} of {len(values)} {what} are constant in y_true or y_pred; their "
-            "correlation is undefined and left out of the mean.",
-            UserWarning,
-            stacklevel=3,
+            "correlation is undefined and left out of the mean."
         )
     return float(np.nanmean(values))
 

@@ -220,9 +220,10 @@ def test_batch_adversary_needs_a_non_negative_weight_and_batches(two_batches):
         scssl.model.SSLEncoder(two_batches, batch_adversary_weight=-1.0)
     one_batch = two_batches[two_batches.obs["batch"] == "b0"].copy()
     scssl.model.SSLEncoder.setup_anndata(one_batch, batch_key="batch")
-    with pytest.warns(UserWarning, match="one batch"):
+    with pytest.warns(UserWarning, match="one batch") as caught:
         model = scssl.model.SSLEncoder(one_batch, batch_adversary_weight=0.3)
     assert model.module.batch_adversary_weight == 0.0
+    assert next(w for w in caught if "one batch" in str(w.message)).filename == __file__
 
 
 def test_adversarial_model_saves_loads_and_embeds_new_batches(two_batches, tmp_path):

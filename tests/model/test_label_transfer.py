@@ -106,6 +106,27 @@ def test_a_classifier_needs_two_cell_types_before_any_training(ref_query):
         transfer_data(reference, query, "cell_type")
 
 
+def test_rare_cell_types_are_named_in_the_users_column_before_pretraining(ref_query):
+    reference, query = ref_query
+    reference.obs["cell_type"] = reference.obs["cell_type"].astype(str)
+    reference.obs.iloc[:2, reference.obs.columns.get_loc("cell_type")] = "Rare"
+    with pytest.warns(UserWarning, match=r"reference\.obs\['cell_type'\] has cell types") as caught:
+        train_classifier(
+            reference,
+            query,
+            "cell_type",
+            n_top_genes=200,
+            pretrain_time=None,
+            pretrain_epochs=1,
+            encoder_kwargs=SMALL,
+            train_kwargs={"max_epochs": 1},
+        )
+    rare = [w for w in caught if "fewer than 3 labelled cells" in str(w.message)]
+    assert len(rare) == 1 and "'Rare' (2)" in str(rare[0].message)
+    assert rare[0].filename == __file__
+    assert not any("_scssl_labels" in str(w.message) for w in caught)
+
+
 def test_transfer_data_without_shared_genes_says_so(ref_query):
     reference, query = ref_query
     query.var_names = [f"other{i}" for i in range(query.n_vars)]

@@ -374,8 +374,9 @@ def test_protein_metrics_match_scipy():
 def test_protein_metrics_edge_cases():
     truth = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.0, 0.0, 0.0]}, index=["x", "y", "z"])
     pred = pd.DataFrame({"b": [1.0, 2.0, 2.0], "a": [1.0, 2.0, 4.0]}, index=["x", "y", "z"])
-    with pytest.warns(UserWarning, match="constant"):
+    with pytest.warns(UserWarning, match="constant") as caught:
         scores = metrics.protein_prediction_scores(truth, pred)
+    assert all(w.filename == __file__ for w in caught if "constant" in str(w.message))
     assert np.isnan(scores["per_protein"]["b"]["pearson"])
     assert scores["pearson_mean_per_protein"] == pytest.approx(
         stats.pearsonr([1, 2, 3], [1, 2, 4]).statistic

@@ -18,6 +18,7 @@ import anndata as ad
 import numpy as np
 
 from scssl.data import expression_matrix
+from scssl.data._warnings import warn_user
 
 from ._registry import MUDATA_TASKS, TASK_REQUIRES, TASKS, check_methods, progress
 from ._report import write_report
@@ -114,11 +115,10 @@ def run_benchmark(
 
 
 def _deprecated_label_key(labels_key: str | None, label_key: str | None) -> str | None:
-    warnings.warn(
+    warn_user(
         "run_benchmark(label_key=...) is deprecated; use labels_key= (as scssl.tl and "
         "scssl.model do).",
         FutureWarning,
-        stacklevel=3,
     )
     if labels_key is not None and label_key is not None and labels_key != label_key:
         raise ValueError(f"labels_key={labels_key!r} and label_key={label_key!r} differ.")

@@ -213,15 +213,18 @@ def check_obs_column(adata, key: str | None, name: str, where: str = "adata") ->
 MIN_LABELLED_CELLS = 3
 
 
-def warn_rare_labels(adata, labels_key: str, unlabeled_category) -> None:
-    """Name the cell types with fewer than ``MIN_LABELLED_CELLS`` labelled cells."""
+def warn_rare_labels(adata, labels_key: str, unlabeled_category, *, where: str = "adata") -> None:
+    """Name the cell types with fewer than ``MIN_LABELLED_CELLS`` labelled cells.
+
+    ``where`` names the AnnData in the message (``"reference"`` in label transfer).
+    """
     counts = adata.obs[labels_key].value_counts()
     rare = counts[(counts > 0) & (counts < MIN_LABELLED_CELLS)]
     rare = rare[[str(t) != str(unlabeled_category) for t in rare.index]]
     if len(rare):
         named = ", ".join(f"{t!r} ({n})" for t, n in rare.items())
         warn_user(
-            f"adata.obs[{labels_key!r}] has cell types with fewer than {MIN_LABELLED_CELLS} "
+            f"{where}.obs[{labels_key!r}] has cell types with fewer than {MIN_LABELLED_CELLS} "
             f"labelled cells: {named}. The classifier learns them from those cells alone; "
             "label more of them if they matter."
         )

@@ -6,6 +6,7 @@ gain is on the *Label transfer* docs page.
 
 from __future__ import annotations
 
+import warnings
 from types import MappingProxyType
 
 import anndata as ad
@@ -19,6 +20,7 @@ from scssl.data import (
     check_unique_var_names,
     expression_matrix,
     highly_variable_genes,
+    warn_rare_labels,
 )
 from scssl.data._vocabulary import DEFAULT_MIN_OVERLAP
 from scssl.data._warnings import warn_user
@@ -84,14 +86,19 @@ def reference_labels(reference: ad.AnnData, labels_key: str) -> pd.Series:
 def check_cell_types(reference: ad.AnnData, labels_key: str, *, classifier: bool) -> None:
     """Two labelled cell types at least in ``reference.obs[labels_key]`` (``"Unknown"`` is none).
 
-    A classifier needs them (raises before any training); a kNN vote with one gives every query
-    cell that label (warns). A missing column is :func:`reference_labels`' error.
+    A classifier needs them (raises before any training) and learns a type of fewer than three
+    labelled cells from those alone (warns, naming them); a kNN vote with one type gives every
+    query cell that label (warns). A missing column is :func:`reference_labels`' error.
     """
     if labels_key not in reference.obs:
         return
     labels = reference.obs[labels_key]
     types = [t for t in labels.dropna().unique() if str(t) != DEFAULT_UNLABELED]
-    if len(types) >= 2 or (not types and not classifier):
+    if len(types) >= 2:
+        if classifier:
+            warn_rare_labels(reference, labels_key, DEFAULT_UNLABELED, where="reference")
+        return
+    if not types and not classifier:
         return
     if not types:
         raise ValueError(f"reference.obs[{labels_key!r}] has no labelled cell.")
@@ -248,9 +255,11 @@ def finetune_classifier(
     the query cells stay unlabelled.
     """
     scvi.settings.seed = seed
-    classifier = SSLClassifier.from_encoder(
-        encoder, encoder.adata, LABELS, **(classifier_kwargs or {})
-    )
+    with warnings.catch_warnings():  # check_cell_types named the rare types in the user's column
+        warnings.filterwarnings("ignore", message=rf".*\['{LABELS}'\] has cell types with fewer")
+        classifier = SSLClassifier.from_encoder(
+            encoder, encoder.adata, LABELS, **(classifier_kwargs or {})
+        )
     classifier.train(seed=seed, enable_progress_bar=False, **(train_kwargs or {}))
     return classifier
 

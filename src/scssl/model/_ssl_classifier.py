@@ -24,6 +24,7 @@ from scssl.data import (
     check_unique_var_names,
     warn_rare_labels,
 )
+from scssl.data._warnings import warn_user
 from scssl.module import ClassifierModule
 
 from ._calibration import temperature_scaling
@@ -386,11 +387,9 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         """
         cells, codes = self._labelled(np.asarray(indices, dtype=np.int64))
         if len(cells) < 10:
-            warnings.warn(
+            warn_user(
                 f"Only {len(cells)} labelled held-out cells; the temperature is not fitted and "
-                "the probabilities stay uncalibrated.",
-                UserWarning,
-                stacklevel=2,
+                "the probabilities stay uncalibrated."
             )
             return {}
         result = temperature_scaling(self._logits(self.adata, cells, calibrated=False), codes)

@@ -362,7 +362,6 @@ class SSLEncoder(SSLModelBase):
             monitor="pretext_loss_validation"
             if self.module.batch_adversary_weight
             else "validation_loss",
-            stacklevel=5,  # train -> _trainer_options -> fit_options -> set_early_stopping
         )
 
     # ------------------------------------------------------ query data

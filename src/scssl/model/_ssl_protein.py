@@ -16,6 +16,7 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager, fields
 
 from scssl.data import DEFAULT_MIN_OVERLAP, GeneVocabulary, placeholder_anndata
+from scssl.data._warnings import warn_user
 from scssl.module import SSLProteinModule
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT
 
@@ -313,11 +314,9 @@ class SSLProteinPredictor(SSLModelBase):
             p for p, seen in zip(self.protein_names_, mask.any(axis=0), strict=True) if not seen
         ]
         if never:
-            warnings.warn(
+            warn_user(
                 f"Proteins {never[:5]} have no counts in any cell; the model cannot learn them "
-                "and predicts a constant.",
-                UserWarning,
-                stacklevel=3,
+                "and predicts a constant."
             )
         missing = int((mask == 0).sum())
         if missing and not never:

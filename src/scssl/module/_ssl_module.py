@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Literal, get_args
 
@@ -12,6 +11,7 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import LossOutput, auto_move_data
 from torch import Tensor, nn
 
+from scssl.data._warnings import warn_user
 from scssl.nn import DEFAULT_N_HIDDEN, DEFAULT_N_LATENT, BatchAdversary, SparseInputLinear
 from scssl.nn._contrastive import DEFAULT_PROJECTION_HIDDEN
 from scssl.nn._sparse import as_csr
@@ -221,11 +221,9 @@ class SSLModule(MaskedPretextMixin, ContrastivePretextMixin, EncoderModule):
         if batch_adversary_weight < 0:
             raise ValueError(f"batch_adversary_weight={batch_adversary_weight}; give 0 or more.")
         if batch_adversary_weight and not self.n_batch_covariate:
-            warnings.warn(
+            warn_user(
                 f"batch_adversary_weight={batch_adversary_weight} is ignored: the data hold one "
-                "batch. Register a batch_key with several batches in setup_anndata.",
-                UserWarning,
-                stacklevel=4,
+                "batch. Register a batch_key with several batches in setup_anndata."
             )
         self.batch_adversary_weight = (
             float(batch_adversary_weight) if self.n_batch_covariate else 0.0

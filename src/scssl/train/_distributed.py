@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
+
+from scssl.data._warnings import warn_user
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
@@ -41,11 +41,9 @@ def ddp_trainer_kwargs(module: nn.Module, accelerator, trainer_kwargs: dict) -> 
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
     if "sync_batchnorm" not in kwargs:
         if on_cpu:
-            warnings.warn(
+            warn_user(
                 "DDP on CPU: batch-norm statistics are computed per rank (torch's "
-                "SyncBatchNorm needs GPUs).",
-                UserWarning,
-                stacklevel=3,
+                "SyncBatchNorm needs GPUs)."
             )
         else:
             kwargs["sync_batchnorm"] = True

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from functools import partial
 
 import torch
 from torch import nn
+
+from scssl.data._warnings import warn_user
 
 #: Cells per minibatch at inference (embedding, prediction).
 DEFAULT_INFERENCE_BATCH_SIZE = 1024
@@ -43,7 +44,6 @@ def set_early_stopping(
     patience: int,
     n_validation: int | None = None,
     monitor: str = "validation_loss",
-    stacklevel: int = 3,
 ) -> bool:
     """Add early stopping on ``monitor`` to ``trainer_kwargs``; returns whether it is on.
 
@@ -52,11 +52,9 @@ def set_early_stopping(
     from elsewhere (a datamodule).
     """
     if early_stopping and n_validation == 0:
-        warnings.warn(
+        warn_user(
             "early_stopping needs validation cells, and the split of the cells (train_size, "
-            "validation_size, validation_min_cells) leaves none; early stopping is disabled.",
-            UserWarning,
-            stacklevel=stacklevel,
+            "validation_size, validation_min_cells) leaves none; early stopping is disabled."
         )
         return False
     if early_stopping:
@@ -128,17 +126,14 @@ def fit_options(
     patience: int,
     n_validation: int | None,
     monitor: str = "validation_loss",
-    stacklevel: int = 4,
 ) -> tuple[dict, bool]:
     """A model's Lightning options: :func:`checkpointing`, then :func:`set_early_stopping`.
 
-    Returns the new ``trainer_kwargs`` and whether early stopping is on. ``stacklevel`` makes
-    the warning about missing validation cells point at the user's call of ``train`` (4 when
-    ``train`` calls this function directly).
+    Returns the new ``trainer_kwargs`` and whether early stopping is on.
     """
     trainer_kwargs = checkpointing(trainer_kwargs, checkpoint_dir)
     early_stopping = set_early_stopping(
-        trainer_kwargs, early_stopping, patience, n_validation, monitor, stacklevel
+        trainer_kwargs, early_stopping, patience, n_validation, monitor
     )
     return trainer_kwargs, early_stopping
 

@@ -49,6 +49,7 @@ Writes ``benchmarks/results/label_transfer.{json,md}`` and PNG plots next to the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import resource
 import subprocess
@@ -379,22 +380,30 @@ def _cache_path(group: str, task: str, args) -> Path:
 
 
 def code_version() -> str:
-    """The checkout's commit, with ``+changes`` when the library or the benchmarks differ from
-    it (``unknown`` outside git): recorded with each cached row, checked when merging."""
+    """The checkout's commit, with ``+changes-HASH`` when the library or the benchmarks differ
+    from it (HASH: of the changes, so two uncommitted states differ; ``unknown`` outside git):
+    recorded with each cached row, checked when merging."""
     root = Path(__file__).resolve().parents[1]
+    paths = ("--", "src", "benchmarks/*.py")
 
     def git(*arguments: str) -> str:
         done = subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True)
         if done.returncode != 0:
             raise OSError(done.stderr)
-        return done.stdout.strip()
+        return done.stdout
 
     try:
-        commit = git("rev-parse", "--short", "HEAD")
-        changed = git("status", "--porcelain", "--", "src", "benchmarks/*.py")
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        changes = git("diff", "HEAD", *paths)
+        untracked = git("ls-files", "--others", "--exclude-standard", *paths).split()
     except OSError:
         return "unknown"
-    return commit + ("+changes" if changed else "")
+    if not changes and not untracked:
+        return commit
+    digest = hashlib.sha256(changes.encode())
+    for name in sorted(untracked):
+        digest.update(name.encode() + (root / name).read_bytes())
+    return f"{commit}+changes-{digest.hexdigest()[:8]}"
 
 
 def cached_run_group(group: str, task: str, args) -> list[dict]:

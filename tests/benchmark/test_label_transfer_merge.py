@@ -59,3 +59,37 @@ def test_merge_warns_about_rows_of_other_code(label_transfer, capsys):
     label_transfer.warn_other_code([{"code": current}, {"code": "0123abc"}, {}], "/tmp/cache")
     printed = capsys.readouterr().out
     assert "0123abc, unrecorded" in printed and "delete /tmp/cache" in printed
+
+
+def test_code_version_tells_uncommitted_states_apart(tmp_path, monkeypatch):
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "src").mkdir()
+    shutil.copy(BENCHMARKS / "label_transfer.py", repo / "benchmarks" / "label_transfer.py")
+    (repo / "src" / "lib.py").write_text("x = 1\n")
+
+    def git(*arguments):
+        subprocess.run(["git", "-C", str(repo), *arguments], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location(
+        "label_transfer_copy", repo / "benchmarks" / "label_transfer.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    clean = module.code_version()
+    assert "+" not in clean and clean != "unknown"
+    (repo / "src" / "lib.py").write_text("x = 2\n")
+    first = module.code_version()
+    (repo / "src" / "lib.py").write_text("x = 3\n")
+    second = module.code_version()
+    (repo / "src" / "new.py").write_text("y = 1\n")  # untracked files count too
+    third = module.code_version()
+    assert first.startswith(clean + "+changes-")
+    assert len({first, second, third}) == 3
+    sys.modules.pop("label_transfer_tasks", None)

@@ -51,6 +51,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -386,23 +387,26 @@ def code_version() -> str:
     root = Path(__file__).resolve().parents[1]
     paths = ("--", "src", "benchmarks/*.py")
 
-    def git(*arguments: str) -> str:
-        done = subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True)
+    def git(*arguments: str) -> bytes:
+        done = subprocess.run(["git", "-C", str(root), *arguments], capture_output=True)
         if done.returncode != 0:
-            raise OSError(done.stderr)
+            raise OSError(done.stderr.decode(errors="replace"))
         return done.stdout
 
     try:
-        commit = git("rev-parse", "--short", "HEAD").strip()
-        changes = git("diff", "HEAD", *paths)
-        untracked = git("ls-files", "--others", "--exclude-standard", *paths).split()
+        commit = git("rev-parse", "--short", "HEAD").decode().strip()
+        plain = ("--no-ext-diff", "--no-color", "--src-prefix=a/", "--dst-prefix=b/")
+        changes = git("diff", *plain, "HEAD", *paths)
+        untracked = git("ls-files", "-z", "--others", "--exclude-standard", *paths).split(b"\0")
+        digest = hashlib.sha256(changes)
+        for name in sorted(n for n in untracked if n):
+            path = root / os.fsdecode(name)
+            if path.is_file():
+                digest.update(name + b"\0" + path.read_bytes() + b"\0")
     except OSError:
         return "unknown"
-    if not changes and not untracked:
+    if not changes and not any(untracked):
         return commit
-    digest = hashlib.sha256(changes.encode())
-    for name in sorted(untracked):
-        digest.update(name.encode() + (root / name).read_bytes())
     return f"{commit}+changes-{digest.hexdigest()[:8]}"
 
 

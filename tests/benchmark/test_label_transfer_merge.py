@@ -75,21 +75,26 @@ def test_code_version_tells_uncommitted_states_apart(tmp_path, monkeypatch):
 
     git("init", "-q")
     git("add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    identity = ["-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    git(*identity, "commit", "-qm", "start")
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(
         "label_transfer_copy", repo / "benchmarks" / "label_transfer.py"
     )
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules.pop("label_transfer_tasks", None)
     clean = module.code_version()
     assert "+" not in clean and clean != "unknown"
     (repo / "src" / "lib.py").write_text("x = 2\n")
     first = module.code_version()
     (repo / "src" / "lib.py").write_text("x = 3\n")
     second = module.code_version()
-    (repo / "src" / "new.py").write_text("y = 1\n")  # untracked files count too
+    (repo / "src" / "new file.py").write_text("y = 1\n")  # untracked files count too
     third = module.code_version()
+    (repo / "src" / "new file.py").write_text("y = 2\n")
+    fourth = module.code_version()
     assert first.startswith(clean + "+changes-")
-    assert len({first, second, third}) == 3
-    sys.modules.pop("label_transfer_tasks", None)
+    assert len({first, second, third, fourth}) == 4

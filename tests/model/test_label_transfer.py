@@ -8,6 +8,8 @@ import scssl
 from scssl.benchmark import macro_f1
 from scssl.model import (
     TRANSFER_LABELS_KEY,
+    finetune_classifier,
+    pretrain_encoder,
     query_positions,
     reference_positions,
     train_classifier,
@@ -125,6 +127,12 @@ def test_rare_cell_types_are_named_in_the_users_column_before_pretraining(ref_qu
     assert len(rare) == 1 and "'Rare' (2)" in str(rare[0].message)
     assert rare[0].filename == __file__
     assert not any("_scssl_labels" in str(w.message) for w in caught)
+    # the steps one by one: fine-tuning still names them (by the workflow's column)
+    encoder = pretrain_encoder(
+        reference, query, "cell_type", n_top_genes=200, pretrain_time=None, pretrain_epochs=1
+    )
+    with pytest.warns(UserWarning, match=r"'_scssl_labels'\] has cell types with fewer"):
+        finetune_classifier(encoder, train_kwargs={"max_epochs": 1})
 
 
 def test_transfer_data_without_shared_genes_says_so(ref_query):

@@ -194,6 +194,17 @@ def _annotate_by_training(ref_query, monkeypatch, **options):
     return annotated, predicted, encoders
 
 
+def test_classifier_method_names_rare_types_once_in_the_users_column(ref_query, monkeypatch):
+    reference, query = ref_query
+    reference.obs["cell_type"] = reference.obs["cell_type"].astype(str)
+    reference.obs.iloc[:2, reference.obs.columns.get_loc("cell_type")] = "Rare"
+    with pytest.warns(UserWarning) as record:
+        _annotate_by_training((reference, query), monkeypatch, method="classifier")
+    rare = [w for w in record if "fewer than 3 labelled cells" in str(w.message)]
+    assert len(rare) == 1 and rare[0].filename == __file__
+    assert "reference.obs['cell_type']" in str(rare[0].message)
+
+
 @pytest.mark.parametrize("fallback", [False, True])
 def test_classifier_method_trains_the_workflow_without_a_model(ref_query, monkeypatch, fallback):
     import scssl.tl._transfer as transfer

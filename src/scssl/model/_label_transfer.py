@@ -6,7 +6,10 @@ gain is on the *Label transfer* docs page.
 
 from __future__ import annotations
 
+import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import MappingProxyType
 
 import anndata as ad
@@ -237,9 +240,22 @@ def train_classifier(
         encoder_kwargs={**CLASSIFIER_ENCODER_KWARGS, **(encoder_kwargs or {})},
         **pretrain_options,
     )
-    return finetune_classifier(
-        encoder, seed=seed, classifier_kwargs=classifier_kwargs, train_kwargs=train_kwargs
-    )
+    with rare_types_named_once():
+        return finetune_classifier(
+            encoder, seed=seed, classifier_kwargs=classifier_kwargs, train_kwargs=train_kwargs
+        )
+
+
+@contextmanager
+def rare_types_named_once() -> Iterator[None]:
+    """Silence the rare-types warning of the workflow's internal labels column.
+
+    :func:`check_cell_types` named those types in the user's column before the pretraining.
+    """
+    with warnings.catch_warnings():
+        pattern = rf".*\[{re.escape(repr(LABELS))}\] has cell types with fewer"
+        warnings.filterwarnings("ignore", message=pattern)
+        yield
 
 
 def finetune_classifier(
@@ -255,11 +271,9 @@ def finetune_classifier(
     the query cells stay unlabelled.
     """
     scvi.settings.seed = seed
-    with warnings.catch_warnings():  # check_cell_types named the rare types in the user's column
-        warnings.filterwarnings("ignore", message=rf".*\['{LABELS}'\] has cell types with fewer")
-        classifier = SSLClassifier.from_encoder(
-            encoder, encoder.adata, LABELS, **(classifier_kwargs or {})
-        )
+    classifier = SSLClassifier.from_encoder(
+        encoder, encoder.adata, LABELS, **(classifier_kwargs or {})
+    )
     classifier.train(seed=seed, enable_progress_bar=False, **(train_kwargs or {}))
     return classifier
 

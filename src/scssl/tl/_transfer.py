@@ -23,7 +23,7 @@ from scssl.model import (
     reference_labels,
     reference_positions,
 )
-from scssl.model._label_transfer import check_cell_types
+from scssl.model._label_transfer import check_cell_types, rare_types_named_once
 
 from ._knn import EXACT_SEARCH_MAX_CELLS, Metric, Weights, check_voting, knn_vote
 from ._uns import tool_params
@@ -190,7 +190,8 @@ def _train_and_predict(method, query, reference, labels_key, training, voting, p
         return _vote_result(_zero_shot_vote(encoder, latent, **voting))
     exact_max_cells = voting["exact_max_cells"]
     zero_shot = _zero_shot_vote(encoder, latent, exact_max_cells=exact_max_cells).predicted
-    model = finetune_classifier(encoder, seed=seed)
+    with rare_types_named_once():
+        model = finetune_classifier(encoder, seed=seed)
     params.update(model="SSLClassifier (trained by train_classifier)", knn_fallback=knn_fallback)
     predicted, confidence, classes, report = _classify(
         query, model, positions=query_positions(model)

@@ -1,7 +1,10 @@
 """The label-transfer workflow: transfer_data, pretrain_encoder, train_classifier."""
 
+import warnings
+
 import numpy as np
 import pytest
+import scanpy
 import scvi
 
 import scssl
@@ -35,11 +38,42 @@ def test_transfer_data_keeps_shared_genes_and_hides_the_query_labels(ref_query):
     labels = cells.obs[TRANSFER_LABELS_KEY].astype(str).to_numpy()
     assert (labels[500:] == "Unknown").all()
     np.testing.assert_array_equal(labels[:500], reference.obs["cell_type"].astype(str))
-    assert set(cells.obs["_scssl_batch"]) == {"CTRL", "STIM"}
+    assert set(cells.obs["stim"]) == {"CTRL", "STIM"}  # the user's batch column
     assert (reference.X != before[0]).nnz == 0 and (query.X != before[1]).nnz == 0
     assert reference.obs.equals(before[2]) and query.obs.equals(before[3])
     without_batch = transfer_data(reference, query, "cell_type")
     assert set(without_batch.obs["_scssl_batch"]) == {"reference", "query"}
+
+
+def test_workflow_models_read_the_users_layer_and_batch_column(ref_query, tmp_path):
+    """The scanpy tutorial's state: log-normalised .X, counts in layers["counts"]."""
+    reference, query = ref_query
+    for part in (reference, query):
+        part.layers["counts"] = part.X.copy()
+        scanpy.pp.normalize_total(part)
+        scanpy.pp.log1p(part)
+    options = {"n_top_genes": 200, "pretrain_time": None, "pretrain_epochs": 2}
+    encoder = pretrain_encoder(
+        reference, query, "cell_type", batch_key="stim", layer="counts", **options
+    )
+    assert encoder.adata.X is None and "counts" in encoder.adata.layers
+    assert encoder.registry_["setup_args"]["batch_key"] == "stim"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        latent = encoder.get_latent_representation(query)
+    assert not [str(w.message) for w in caught if w.filename == __file__]  # scssl's: none
+    np.testing.assert_allclose(latent, encoder.get_latent_representation()[500:], atol=1e-5)
+    classifier = finetune_classifier(encoder, train_kwargs={"max_epochs": 1})
+    predicted = classifier.predict(query)
+    assert len(predicted) == query.n_obs
+    classifier.save(tmp_path / "clf")
+    plain = query.copy()
+    del plain.obs["cell_type"]  # loading needs no labels
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = scssl.model.SSLClassifier.load(tmp_path / "clf", plain)
+    assert not [w for w in caught if "Missing labels key" in str(w.message)]  # scvi-tools'
+    np.testing.assert_array_equal(loaded.predict(plain), predicted)
 
 
 def test_transfer_data_keeps_reference_cells_without_a_label_as_unlabelled(ref_query):

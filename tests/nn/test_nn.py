@@ -83,3 +83,18 @@ def test_the_adversary_confuses_only_the_batches_present():
     log_p = torch.log_softmax(adversary.classifier(z), dim=-1)
     torch.testing.assert_close(all_batches, -log_p.mean(-1))
     torch.testing.assert_close(present, -log_p[:, :2].mean(-1))
+
+
+def test_torch_sparse_notices_do_not_reach_the_user():
+    """torch's once-per-process CSR notices (beta support, invariant checks) are consumed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings; warnings.simplefilter('always'); import scssl, scipy.sparse as sp\n"
+        "from scssl.data._loading import to_torch\n"
+        "to_torch(sp.random(3, 4, density=0.5, format='csr'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "Sparse" not in done.stderr, done.stderr

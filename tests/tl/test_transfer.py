@@ -399,7 +399,12 @@ def test_training_reads_counts_from_a_layer_and_checks_before_pretraining(ref_qu
         query, reference, labels_key="cell_type", layer="counts", copy=True
     )
     assert annotated.uns["cell_type_pred"]["params"]["layer"] == "counts"
-    assert len(encoders) == 1 and encoders[0].registry_["setup_args"]["layer"] is None
+    assert len(encoders) == 1 and encoders[0].registry_["setup_args"]["layer"] == "counts"
+    # the encoder reads the layer of the user's data when reused, as it was trained
+    again = scssl.tl.transfer_labels(
+        query, reference, labels_key="cell_type", model=encoders[0], copy=True
+    )
+    assert again.obs["cell_type_pred"].notna().all()
     single = reference.copy()
     single.obs["cell_type"] = "B"
     with pytest.raises(ValueError, match="one cell type \\('B'\\); a classifier needs"):

@@ -124,12 +124,13 @@ def transfer_data(
 ) -> ad.AnnData:
     """Reference and query cells in one AnnData of counts on their shared genes.
 
-    ``obs["_scssl_labels"]`` holds the reference labels (the query's, and reference cells
-    without a label, are unlabeled) and ``obs["_scssl_batch"]`` each cell's batch: ``batch_key``
-    (a column of both), or ``"reference"`` and ``"query"`` when it is ``None``. Each dataset's
-    counts on the shared genes are checked, naming it; of a repeated gene name the first column
-    is read (with a warning).
-    The inputs are not modified.
+    The counts are where the datasets hold them (``.X``, or ``layers[layer]`` with ``.X``
+    empty), and each cell's batch is in ``obs[batch_key]``, or in ``obs["_scssl_batch"]``
+    (``"reference"`` and ``"query"``) when ``batch_key`` is ``None``: a model set up on it reads
+    the user's datasets alike. ``obs["_scssl_labels"]`` holds the reference labels (the
+    query's, and reference cells without a label, are unlabeled). Each dataset's counts on the
+    shared genes are checked, naming it; of a repeated gene name the first column is read (with
+    a warning). The inputs are not modified.
     """
     labels = reference_labels(reference, labels_key)
     parts = {"reference": reference} if query is None else {"reference": reference, "query": query}
@@ -151,11 +152,23 @@ def transfer_data(
             if reference_part
             else DEFAULT_UNLABELED
         )
-        obs[BATCH] = name if batch_key is None else part.obs[batch_key].astype(str).to_numpy()
-        pieces[name] = ad.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=shared))
+        obs[batch_column(batch_key)] = (
+            name if batch_key is None else part.obs[batch_key].astype(str).to_numpy()
+        )
+        pieces[name] = ad.AnnData(
+            X=matrix if layer is None else None,
+            obs=obs,
+            var=pd.DataFrame(index=shared),
+            layers=None if layer is None else {layer: matrix},
+        )
     combined = ad.concat(pieces, index_unique="-" if query is not None else None)
     combined.obs[LABELS] = combined.obs[LABELS].astype("category")
     return combined
+
+
+def batch_column(batch_key: str | None) -> str:
+    """The column of :func:`transfer_data`'s batches: the user's ``batch_key``, or ``BATCH``."""
+    return BATCH if batch_key is None else batch_key
 
 
 def _shared_genes(parts: dict[str, ad.AnnData]) -> pd.Index:
@@ -297,10 +310,12 @@ def pretrain_encoder(
     weights of the reconstruction error) it is the encoder of zero-shot kNN;
     :func:`train_classifier` passes ``CLASSIFIER_ENCODER_KWARGS``, which override them. Its
     ``adata`` holds the cells and genes it was trained on, with the reference labels in
-    ``obs[scssl.model.TRANSFER_LABELS_KEY]`` (the query's unlabeled) and the batches in
-    ``obs["_scssl_batch"]``: ready for :meth:`SSLClassifier.from_encoder`, whose classifier
-    takes over the encoder's options, the per-gene weights included (pass
-    ``encoder_kwargs=dict(CLASSIFIER_ENCODER_KWARGS)`` for the workflow's encoder).
+    ``obs[scssl.model.TRANSFER_LABELS_KEY]`` (the query's unlabeled), the batches in
+    ``obs[batch_key]`` (``obs["_scssl_batch"]`` without one) and the counts in ``layer``, so
+    that it embeds the user's datasets as they are: ready for
+    :meth:`SSLClassifier.from_encoder`, whose classifier takes over the encoder's options, the
+    per-gene weights included (pass ``encoder_kwargs=dict(CLASSIFIER_ENCODER_KWARGS)`` for the
+    workflow's encoder).
 
     Parameters
     ----------
@@ -326,12 +341,13 @@ def pretrain_encoder(
 
     """
     combined = transfer_data(reference, query, labels_key, batch_key=batch_key, layer=layer)
+    batches = batch_column(batch_key)
     if n_top_genes is not None and combined.n_vars > n_top_genes:
-        keep = highly_variable_genes(combined, n_top_genes, batch_key=BATCH)
+        keep = highly_variable_genes(combined, n_top_genes, batch_key=batches, layer=layer)
         combined = combined[:, keep].copy()
     scvi.settings.seed = seed
-    n_batches = combined.obs[BATCH].nunique()
-    SSLEncoder.setup_anndata(combined, batch_key=BATCH if n_batches > 1 else None)
+    n_batches = combined.obs[batches].nunique()
+    SSLEncoder.setup_anndata(combined, layer=layer, batch_key=batches if n_batches > 1 else None)
     encoder = SSLEncoder(combined, **zero_shot_options(encoder_kwargs))
     encoder.train(
         max_epochs=pretrain_epochs,

@@ -125,8 +125,8 @@ def centering_table(model, adata) -> tuple[np.ndarray, torch.Tensor]:
         values = adata.obs[key].astype(str).to_numpy()
     else:
         warn_user(
-            f"adata.obs has no {key!r} column: all cells are treated as one new batch and "
-            "centred on their own mean expression.",
+            f"adata.obs has no {key!r} column (the model's batch_key): all cells are treated as "
+            "one new batch and centred on their own mean expression.",
         )
         values = np.full(adata.n_obs, _NEW_BATCH)
     known = {str(c): i for i, c in enumerate(state.categorical_mapping)}

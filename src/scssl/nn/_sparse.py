@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+
+
+def _consume_torch_sparse_notices() -> None:
+    """Let torch give its once-per-process notices about CSR tensors here, unseen.
+
+    The first CSR tensor of a process (scssl's or scvi-tools' loader's) makes torch warn that
+    CSR support is in beta and that invariant checks are off: notes about torch that a user of
+    scssl cannot act on.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]), torch.ones(1), (1, 1))
+
+
+_consume_torch_sparse_notices()
 
 
 def is_csr(x: torch.Tensor) -> bool:

@@ -171,7 +171,9 @@ class ModelFilesMixin:
                 raise KeyError(
                     f"The model was set up with batch_key={batch_key!r}, which is not a column "
                     f"of adata.obs (columns: {list(data.obs.columns)}). Add each cell's batch "
-                    f"there (one of the model's batches: {list(batch_categories)[:10]})."
+                    f"there (one of the model's batches: {list(batch_categories)[:10]}), or load "
+                    "the model without adata and pass the cells to its predict / "
+                    "get_latent_representation, which take cells of any batch."
                 )
             check_obs_column(data, batch_key, "batch_key")
             batch_codes(
@@ -262,6 +264,8 @@ class ModelFilesMixin:
         with warnings.catch_warnings():
             # a placeholder holds fewer cells than scvi-tools expects of training data
             warnings.filterwarnings("ignore", message=".*fewer than 3 cells.*")
+            # a classifier is loaded onto cells to annotate: they need no labels
+            warnings.filterwarnings("ignore", message="Missing labels key .* unlabeled category")
             cls._register(data, setup_args, registry)
             try:
                 model = cls(data, **init_params)

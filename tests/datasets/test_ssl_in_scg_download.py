@@ -75,6 +75,13 @@ def test_real_client_offline_gives_a_clear_error(tmp_path, monkeypatch):
         scssl.datasets.ssl_in_scg_weights("Pretrained Models/x.ckpt", cache_dir=tmp_path)
 
 
+def test_listing_offline_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True, raising=False)
+    with pytest.raises(ConnectionError, match="pass their local paths"):
+        scssl.datasets.list_ssl_in_scg_weights()
+
+
 def test_without_huggingface_hub(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ImportError, match=r"scssl\[hub\]"):

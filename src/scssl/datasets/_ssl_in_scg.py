@@ -114,9 +114,26 @@ def ssl_in_scg_weights(
 
 
 def list_ssl_in_scg_weights(*, repo_id: str = REPO_ID, revision: str | None = None) -> list[str]:
-    """The checkpoint files of the repository (needs network)."""
+    """The checkpoint files of the repository (needs network).
+
+    Raises
+    ------
+    ConnectionError
+        When the repository cannot be reached (e.g. offline); the message says what to do.
+
+    """
     hub = _hub()
-    files = hub.list_repo_files(repo_id, revision=revision)
+    try:
+        files = hub.list_repo_files(repo_id, revision=revision)
+    except Exception as error:  # offline, network or server errors; a wrong name stays itself
+        if type(error).__name__ in ("RepositoryNotFoundError", "RevisionNotFoundError"):
+            raise
+        raise ConnectionError(
+            f"Could not list the files of {repo_id} ({type(error).__name__}: {error}). If this "
+            f"machine is offline, see https://huggingface.co/{repo_id}/tree/main on a connected "
+            "machine, download the checkpoint and var.parquet there and pass their local paths "
+            "to SSLEncoder.from_ssl_in_scg."
+        ) from error
     return sorted(f for f in files if f.endswith((".ckpt", ".pt", ".pth", ".safetensors")))
 
 

@@ -184,7 +184,8 @@ def _demo_umap(model, cell_types, out: Path, seed: int) -> None:
     adata.obsm["X_scssl"] = model.get_latent_representation()
     sc.pp.neighbors(adata, use_rep="X_scssl", random_state=seed)
     sc.tl.umap(adata, random_state=seed)
-    adata.obs["condition"] = adata.obs["_scssl_batch"].astype("category")
+    batch_key = model.registry_["setup_args"]["batch_key"]  # the condition
+    adata.obs["condition"] = adata.obs[batch_key].astype("category")
     adata.obs["cell type"] = pd.Categorical(cell_types)
     figure, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, key in zip(axes, ("condition", "cell type"), strict=True):

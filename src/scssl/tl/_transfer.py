@@ -102,8 +102,9 @@ def transfer_labels(
         Larger references use an approximate pynndescent index; smallest share of the model's
         genes that must be found in each dataset.
     batch_key, layer, pretrain_time, seed, knn_fallback
-        Training here (see ``model``; unused with a model or ``use_rep``): each cell's batch, a
-        column of both ``obs`` (``None``: reference and query); both's layer of raw counts
+        Training here (see ``model``; unused with ``use_rep`` or a model, which reads the layer
+        and batch column it was set up with, as the one trained here does): each cell's batch,
+        a column of both ``obs`` (``None``: reference and query); both's layer of raw counts
         (``None``: ``.X``); the pretraining time (``None``: the epoch heuristic alone, repeatable
         by seed on one machine); the seed; for a classifier, write kNN's labels (cosine, k=5)
         if it agrees with kNN on under 80% of cells.

@@ -201,6 +201,8 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from scssl.model import SSLEncoder
 
+    if Path(args.out).exists() and not args.overwrite:  # before training, not after it
+        raise ValueError(f"{args.out} already exists; pass --overwrite or choose another --out.")
     adata = _read_h5ad(args.input, "--input")
     scvi.settings.seed = args.seed
     SSLEncoder.setup_anndata(

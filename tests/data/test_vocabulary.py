@@ -86,3 +86,26 @@ def test_reindex_columns_dense_and_sparse_agree():
 def test_vocabulary_round_trips_through_a_dict():
     vocab = GeneVocabulary(["A", "B"], ["ENSG00000000001", "ENSG00000000002"])
     assert GeneVocabulary.from_dict(vocab.to_dict()) == vocab
+
+
+def test_a_backed_matrix_is_reindexed_in_blocks(kang_demo, tmp_path, monkeypatch):
+    from scssl.data import _vocabulary
+
+    cells = kang_demo[:250, :300].copy()
+    cells.write_h5ad(tmp_path / "cells.h5ad")
+    backed = ad.read_h5ad(tmp_path / "cells.h5ad", backed="r")
+    index = np.array([5, -1, 0, 299, 17])
+    monkeypatch.setattr(_vocabulary, "BACKED_READ_ROWS", 100)  # three blocks
+    out = _vocabulary.reindex_columns(backed.X, index)
+    expected = _vocabulary.reindex_columns(cells.X, index)
+    assert out.shape == (250, 5) and (out != expected).nnz == 0
+
+
+def test_a_vocabulary_repeating_a_gene_counts_the_datas_unused_genes_right():
+    vocabulary = GeneVocabulary(["A", "B", "B", "C"])  # a model trained on repeated names
+    index, report = vocabulary.source_index(_adata(["A", "B", "D"]))
+    np.testing.assert_array_equal(index, [0, 1, 1, -1])
+    assert report.n_matched == 3 and report.n_unused == 1  # D; was 3 - 3 - 0 = 0
+    index, report = vocabulary.source_index(_adata(["A", "B"]))
+    assert report.n_unused == 0  # was -1
+    assert "-1" not in str(report)

@@ -132,6 +132,13 @@ def test_setup_mudata_other_checks(citeseq):
     rna, prot = _synthetic_citeseq()
     with pytest.raises(ValueError, match="same cells"):
         SSLProteinPredictor.setup_mudata(_mudata(rna, prot[::-1].copy()))
+    empty = prot.copy()
+    empty.X = sp.csr_matrix(empty.X)
+    empty.X[0] = 0
+    empty.X.eliminate_zeros()
+    with pytest.warns(UserWarning, match="1 of 240 cells .* no protein at all") as caught:
+        SSLProteinPredictor.setup_mudata(_mudata(rna, empty))
+    assert not any("embed to the same point" in str(w.message) for w in caught)
 
 
 def test_setup_mudata_does_not_modify_matrices(citeseq):
@@ -198,6 +205,8 @@ def test_prediction_errors(trained_predictor, citeseq):
     )
     with pytest.raises(ValueError, match="Only 0 of 120 model genes"):
         model.predict_protein(other_genes)
+    with pytest.raises(ValueError, match="set up without a batch_key"):
+        model.predict_protein(citeseq.mod["rna"][:5].copy(), transform_batch="b1")
 
 
 def test_learns_the_rna_protein_relationship(citeseq):

@@ -79,6 +79,7 @@ def check_expression_matrix(
     where: str = "adata.X",
     counts_hint: str = COUNTS_HINT,
     log_hint: str | None = LOG_HINT,
+    empty_effect: str = "their input is all zeros and they all embed to the same point",
 ) -> int:
     """Validate an expression matrix before scssl uses it.
 
@@ -96,6 +97,8 @@ def check_expression_matrix(
     log_hint
         How to declare log-normalised values, for the messages; ``None`` when they are not
         accepted (e.g. proteins).
+    empty_effect
+        What cells without counts do to the model, for the warning about them.
 
     Returns
     -------
@@ -147,9 +150,8 @@ def check_expression_matrix(
         )
     if n_empty:
         warn_user(
-            f"{n_empty} of {n_obs} cells in {where} have no counts; their input is all zeros and "
-            "they all embed to the same point. Remove them with "
-            "sc.pp.filter_cells(adata, min_counts=1) unless that is intended."
+            f"{n_empty} of {n_obs} cells in {where} have no counts; {empty_effect}. Remove them "
+            "with sc.pp.filter_cells(adata, min_counts=1) unless that is intended."
         )
     return n_empty
 

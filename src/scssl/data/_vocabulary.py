@@ -68,6 +68,8 @@ class AlignmentReport:
     unused_examples: list[str] = field(default_factory=list)
     n_duplicated_model_genes: int = 0
     duplicate_examples: list[str] = field(default_factory=list)
+    #: Query genes read (fewer than ``n_matched`` when the vocabulary repeats a gene).
+    n_query_used: int | None = None
 
     @property
     def share(self) -> float:
@@ -82,7 +84,8 @@ class AlignmentReport:
     @property
     def n_unused(self) -> int:
         """Query genes outside the vocabulary (ignored)."""
-        return self.n_query_genes - self.n_matched - self.n_duplicates_ignored
+        used = self.n_matched if self.n_query_used is None else self.n_query_used
+        return self.n_query_genes - used - self.n_duplicates_ignored
 
     def as_dict(self) -> dict:
         """Plain types, ready for ``adata.uns``."""
@@ -203,14 +206,31 @@ class GeneVocabulary:
             unused_examples=[str(g) for g in query_names[unused][:5]],
             n_duplicated_model_genes=len(model_duplicates),
             duplicate_examples=model_duplicates[:5],
+            n_query_used=int(used.sum()),
         )
         return index, report
 
 
+#: Rows read at a time from a backed matrix being reindexed.
+BACKED_READ_ROWS = 10_000
+
+
 def reindex_columns(matrix, index: np.ndarray):
-    """Columns ``index`` of ``matrix`` (``-1`` -> a zero column); sparse stays sparse."""
+    """Columns ``index`` of ``matrix`` (``-1`` -> a zero column); sparse stays sparse.
+
+    A backed matrix (``read_h5ad(..., backed="r")``) is read in blocks of rows; the result is in
+    memory (the ``index`` columns only).
+    """
     n_obs = matrix.shape[0]
     n_out = len(index)
+    if _is_backed(matrix):
+        blocks = [
+            reindex_columns(matrix[start : start + BACKED_READ_ROWS], index)
+            for start in range(0, n_obs, BACKED_READ_ROWS)
+        ]
+        if not blocks:
+            return np.zeros((0, n_out), dtype=matrix.dtype)
+        return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)
     matched = np.flatnonzero(index >= 0)
     if sp.issparse(matrix):
         selector = sp.csr_matrix(
@@ -224,6 +244,11 @@ def reindex_columns(matrix, index: np.ndarray):
     out = np.zeros((n_obs, n_out), dtype=matrix.dtype)
     out[:, matched] = matrix[:, index[matched]]
     return out
+
+
+def _is_backed(matrix) -> bool:
+    """An on-disk matrix of a backed AnnData (h5py's dense or anndata's sparse dataset)."""
+    return type(matrix).__module__.split(".")[0] in ("h5py", "anndata")
 
 
 def align_to_vocabulary(

@@ -109,6 +109,7 @@ def check_proteins(protein: AnnData, key: str, layer: str | None) -> None:
             "(protein_layer='counts')"
         ),
         log_hint=None,
+        empty_effect="the model learns that their RNA comes with no protein at all",
     )
     duplicated = protein.var_names[protein.var_names.duplicated()]
     if len(duplicated):

@@ -426,6 +426,11 @@ class SSLProteinPredictor(SSLModelBase):
     # ----------------------------------------------------------- inference
     def _batch_codes(self, obs: pd.DataFrame, transform_batch) -> np.ndarray | None:
         if self.module.n_batch_covariate == 0:
+            if transform_batch is not None:
+                raise ValueError(
+                    f"transform_batch={transform_batch!r}, but the model was set up without a "
+                    "batch_key: its predictions do not depend on the batch. Leave it out."
+                )
             return None
         state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
         known = [str(c) for c in state.categorical_mapping]

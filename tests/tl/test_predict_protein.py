@@ -102,3 +102,15 @@ def test_tl_predict_protein_errors_and_keyword_only_options(citeseq_model):
         scssl.tl.predict_protein(rna, model, "prot_pred")
     scssl.tl.predict_protein(rna, model, key_added="X_prot")
     assert "X_prot" in rna.obsm and rna.uns["prot"]["params"]["key_added"] == "X_prot"
+
+
+def test_mudata_notices_about_scssl_own_objects_stay_hidden(citeseq_model, tmp_path):
+    model, citeseq = citeseq_model
+    model.save(tmp_path / "model")
+    rna = citeseq.mod["rna"][:40].copy()
+    query = _mudata_rna_only(rna[:, ::-1].copy())  # other gene order: aligned in a new MuData
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = SSLProteinPredictor.load(tmp_path / "model")  # on a placeholder MuData
+        scssl.tl.predict_protein(query, loaded)
+    assert not [str(w.message) for w in caught if "mudata" in w.filename]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import mudata
 import pandas as pd
 from anndata import AnnData
 from mudata import MuData
@@ -18,6 +21,20 @@ from scssl.data import (
 
 DEFAULT_MODALITIES = {"rna_layer": "rna", "protein_layer": "prot"}
 ROLES = ("rna_layer", "protein_layer", "batch_key")
+
+
+@contextmanager
+def quiet_mudata() -> Iterator[None]:
+    """Build or update a MuData of scssl's own without mudata's notices about it.
+
+    Protein names may equal gene names (CD19 gene and CD19 protein) and genes may repeat: mudata
+    warns that such names are not unique and cannot be joined, and (before 0.4) that ``update``
+    will stop pulling columns. None of it is the user's to act on.
+    """
+    with warnings.catch_warnings(), mudata.set_options(pull_on_update=False):
+        for message in (".*not unique.*", ".*var_names are intersecting.*"):
+            warnings.filterwarnings("ignore", message=message)
+        yield
 
 
 def where(modality: str, layer: str | None) -> str:
@@ -179,8 +196,7 @@ def with_aligned_rna(
     aligned, report = align_to_vocabulary(rna, vocabulary, layer=layer, min_overlap=min_overlap)
     mods = {key: mdata.mod[key] for key in mdata.mod if key != rna_key}
     mods[rna_key] = aligned
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*not unique.*")
+    with quiet_mudata():
         target = MuData(mods)
     for column in mdata.obs.columns:
         if column not in target.obs:

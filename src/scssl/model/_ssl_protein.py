@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ._mudata import (
     check_same_cells,
     checked_modalities,
     modality,
+    quiet_mudata,
     rna_with_obs,
     with_aligned_rna,
 )
@@ -525,8 +525,7 @@ class SSLProteinPredictor(SSLModelBase):
         )
         if setup_args.get("protein_layer") is not None:
             protein.layers[setup_args["protein_layer"]] = protein.X.copy()
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*not unique.*")
+        with quiet_mudata():
             placeholder = MuData({rna_key: rna, modalities["protein_layer"]: protein})
         if batch_key is not None:
             placeholder.obs[batch_key] = rna.obs[batch_key]

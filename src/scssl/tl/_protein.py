@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import warnings
 
 import anndata as ad
-import mudata
 import pandas as pd
 from mudata import MuData
 
 from scssl.data import DEFAULT_MIN_OVERLAP
+from scssl.model._mudata import quiet_mudata
 
 from ._uns import alignment_info, tool_params, uns_key
 
@@ -125,9 +124,6 @@ def _write_modality(mdata: MuData, key: str, prediction: pd.DataFrame, info: dic
         var=pd.DataFrame(index=pd.Index(prediction.columns)),
     )
     predicted.uns[uns_key(key)] = info
-    with warnings.catch_warnings(), mudata.set_options(pull_on_update=False):
-        # Protein names may equal gene names (CD19 gene and CD19 protein) and genes may be
-        # duplicated; mudata's legacy update cannot order such names, the current one can.
-        warnings.filterwarnings("ignore", message=".*not unique.*")
+    with quiet_mudata():  # mudata's legacy update cannot order such names, the current one can
         mdata.mod[key] = predicted
         mdata.update()

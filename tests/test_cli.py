@@ -222,3 +222,16 @@ def test_pretrain_refuses_an_existing_folder_before_training(tmp_path, capsys, m
     argv = ["pretrain", "--input", str(tmp_path / "absent.h5ad"), "--out", str(tmp_path / "model")]
     assert main(argv) == 2
     assert "pass --overwrite" in capsys.readouterr().err and not trained
+
+
+def test_pretrain_data_errors_name_the_command_line_options(kang_demo, tmp_path, capsys):
+    import scanpy as sc
+
+    cells = kang_demo[:100].copy()
+    sc.pp.normalize_total(cells)
+    sc.pp.log1p(cells)
+    cells.write_h5ad(tmp_path / "lognorm.h5ad")
+    argv = ["pretrain", "--input", str(tmp_path / "lognorm.h5ad"), "--out", str(tmp_path / "m")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "non-integer" in err and "--layer NAME" in err and "--log-normalized" in err

@@ -205,9 +205,15 @@ def _pretrain(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.out} already exists; pass --overwrite or choose another --out.")
     adata = _read_h5ad(args.input, "--input")
     scvi.settings.seed = args.seed
-    SSLEncoder.setup_anndata(
-        adata, layer=args.layer, batch_key=args.batch_key, log_normalized=args.log_normalized
-    )
+    try:
+        SSLEncoder.setup_anndata(
+            adata, layer=args.layer, batch_key=args.batch_key, log_normalized=args.log_normalized
+        )
+    except ValueError as error:  # its advice names Python arguments
+        raise ValueError(
+            f"{error} On the command line: --layer NAME reads the raw counts from a layer, "
+            "--log-normalized declares normalize_total + log1p values."
+        ) from error
     model = SSLEncoder(
         adata, batch_centering=not args.no_batch_centering, **_options(args, ENCODER_OPTIONS)
     )

@@ -213,13 +213,16 @@ def test_embed_with_a_missing_model_folder(tmp_path, capsys):
     assert f"--model {tmp_path / 'nope'} does not exist; pass the folder" in err
 
 
-def test_pretrain_refuses_an_existing_folder_before_training(tmp_path, capsys, monkeypatch):
+def test_pretrain_refuses_an_existing_folder_before_training(
+    kang_demo, tmp_path, capsys, monkeypatch
+):
     import scssl.model
 
     (tmp_path / "model").mkdir()
+    kang_demo[:50].copy().write_h5ad(tmp_path / "cells.h5ad")
     trained = []
     monkeypatch.setattr(scssl.model.SSLEncoder, "train", lambda *a, **k: trained.append(1))
-    argv = ["pretrain", "--input", str(tmp_path / "absent.h5ad"), "--out", str(tmp_path / "model")]
+    argv = ["pretrain", "--input", str(tmp_path / "cells.h5ad"), "--out", str(tmp_path / "model")]
     assert main(argv) == 2
     assert "pass --overwrite" in capsys.readouterr().err and not trained
 

@@ -184,8 +184,9 @@ def _demo_umap(model, cell_types, out: Path, seed: int) -> None:
     adata.obsm["X_scssl"] = model.get_latent_representation()
     sc.pp.neighbors(adata, use_rep="X_scssl", random_state=seed)
     sc.tl.umap(adata, random_state=seed)
-    batch_key = model.registry_["setup_args"]["batch_key"]  # the condition
-    adata.obs["condition"] = adata.obs[batch_key].astype("category")
+    batch_key = model.registry_["setup_args"]["batch_key"]  # the condition (None: one)
+    condition = adata.obs[batch_key] if batch_key is not None else "all cells"
+    adata.obs["condition"] = pd.Series(condition, index=adata.obs_names).astype("category")
     adata.obs["cell type"] = pd.Categorical(cell_types)
     figure, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, key in zip(axes, ("condition", "cell type"), strict=True):
@@ -201,15 +202,17 @@ def _pretrain(args: argparse.Namespace) -> int:
 
     from scssl.model import SSLEncoder
 
+    adata = _read_h5ad(args.input, "--input")
     if Path(args.out).exists() and not args.overwrite:  # before training, not after it
         raise ValueError(f"{args.out} already exists; pass --overwrite or choose another --out.")
-    adata = _read_h5ad(args.input, "--input")
     scvi.settings.seed = args.seed
     try:
         SSLEncoder.setup_anndata(
             adata, layer=args.layer, batch_key=args.batch_key, log_normalized=args.log_normalized
         )
-    except ValueError as error:  # its advice names Python arguments
+    except ValueError as error:  # the data check's advice names Python arguments
+        if "counts" not in str(error) and "log_normalized" not in str(error):
+            raise
         raise ValueError(
             f"{error} On the command line: --layer NAME reads the raw counts from a layer, "
             "--log-normalized declares normalize_total + log1p values."

@@ -109,3 +109,12 @@ def test_a_vocabulary_repeating_a_gene_counts_the_datas_unused_genes_right():
     index, report = vocabulary.source_index(_adata(["A", "B"]))
     assert report.n_unused == 0  # was -1
     assert "-1" not in str(report)
+
+
+def test_an_in_memory_view_is_not_read_as_backed():
+    from scssl.data import _vocabulary
+
+    dense = ad.AnnData(X=np.arange(12, dtype=np.float32).reshape(4, 3))
+    view = dense[:2].X  # anndata's ArrayView
+    assert not _vocabulary._is_backed(view)
+    np.testing.assert_array_equal(reindex_columns(view, np.array([2, -1])), [[2, 0], [5, 0]])

@@ -82,6 +82,15 @@ def test_listing_offline_gives_a_clear_error(monkeypatch):
         scssl.datasets.list_ssl_in_scg_weights()
 
 
+def test_listing_keeps_errors_that_are_not_about_the_network(monkeypatch):
+    def bad_name(repo_id, revision=None):
+        raise ValueError("Repo id must be in the form 'repo_name' or 'namespace/repo_name'")
+
+    monkeypatch.setattr(huggingface_hub, "list_repo_files", bad_name)
+    with pytest.raises(ValueError, match="Repo id must be"):
+        scssl.datasets.list_ssl_in_scg_weights(repo_id="a/b/c")
+
+
 def test_without_huggingface_hub(monkeypatch):
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)
     with pytest.raises(ImportError, match=r"scssl\[hub\]"):

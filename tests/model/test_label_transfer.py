@@ -76,6 +76,28 @@ def test_workflow_models_read_the_users_layer_and_batch_column(ref_query, tmp_pa
     np.testing.assert_array_equal(loaded.predict(plain), predicted)
 
 
+def test_a_workflow_model_loads_cells_with_numeric_batches(ref_query, tmp_path):
+    reference, query = ref_query
+    for part in (reference, query):
+        part.obs["lane"] = (part.obs["stim"] == "STIM").astype(int)  # 0 / 1
+    encoder = pretrain_encoder(
+        reference, query, "cell_type", batch_key="lane", n_top_genes=200, pretrain_time=None,
+        pretrain_epochs=1, encoder_kwargs={"batch_centering": False},
+    )  # fmt: skip
+    classifier = finetune_classifier(encoder, train_kwargs={"max_epochs": 1})
+    classifier.save(tmp_path / "clf")
+    loaded = scssl.model.SSLClassifier.load(tmp_path / "clf", query)  # ints, the model's "1"
+    np.testing.assert_array_equal(loaded.predict(query), classifier.predict(query))
+
+
+def test_reserved_column_names_are_not_used_for_the_batches():
+    from scssl.model._label_transfer import BATCH, batch_column
+
+    assert batch_column("stim") == "stim" and batch_column(None) == BATCH
+    for reserved in (TRANSFER_LABELS_KEY, "_scvi_batch", "_scvi_labels"):
+        assert batch_column(reserved) == BATCH
+
+
 def test_transfer_data_keeps_reference_cells_without_a_label_as_unlabelled(ref_query):
     reference, query = ref_query
     reference.obs["cell_type"] = reference.obs["cell_type"].astype(object)

@@ -273,6 +273,18 @@ def small_encoder():
     return encoder
 
 
+def test_transform_batch_of_a_one_batch_model(citeseq):
+    rna, prot = _synthetic_citeseq()
+    rna.obs["batch"] = "only"
+    mdata = _mudata(rna, prot)
+    _setup(mdata, batch_key="batch")
+    model = _train(SSLProteinPredictor(mdata, **SMALL), epochs=1)
+    same = model.predict_protein(rna[:5].copy(), transform_batch="only")
+    pd.testing.assert_frame_equal(same, model.predict_protein(rna[:5].copy()))
+    with pytest.raises(ValueError, match="not a batch of the model"):
+        model.predict_protein(rna[:5].copy(), transform_batch="other")
+
+
 def test_from_encoder_aligns_genes_and_copies_weights(small_encoder, citeseq):
     encoder = small_encoder
     # The MuData's genes are shuffled and partly missing relative to the encoder's vocabulary.

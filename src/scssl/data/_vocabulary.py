@@ -247,8 +247,14 @@ def reindex_columns(matrix, index: np.ndarray):
 
 
 def _is_backed(matrix) -> bool:
-    """An on-disk matrix of a backed AnnData (h5py's dense or anndata's sparse dataset)."""
-    return type(matrix).__module__.split(".")[0] in ("h5py", "anndata")
+    """An on-disk matrix of a backed AnnData (h5py's dense or anndata's sparse dataset).
+
+    Not an in-memory view (anndata's ``ArrayView`` is an ``np.ndarray``).
+    """
+    if isinstance(matrix, np.ndarray) or sp.issparse(matrix):
+        return False
+    module = type(matrix).__module__
+    return module.startswith(("h5py", "anndata._core.sparse_dataset"))
 
 
 def align_to_vocabulary(

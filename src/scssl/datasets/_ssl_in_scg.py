@@ -126,7 +126,10 @@ def list_ssl_in_scg_weights(*, repo_id: str = REPO_ID, revision: str | None = No
     try:
         files = hub.list_repo_files(repo_id, revision=revision)
     except Exception as error:  # offline, network or server errors; a wrong name stays itself
-        if type(error).__name__ in ("RepositoryNotFoundError", "RevisionNotFoundError"):
+        names = {cls.__name__ for cls in type(error).__mro__}
+        if names & {"RepositoryNotFoundError", "RevisionNotFoundError"} or isinstance(
+            error, ValueError
+        ):
             raise
         raise ConnectionError(
             f"Could not list the files of {repo_id} ({type(error).__name__}: {error}). If this "

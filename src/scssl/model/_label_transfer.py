@@ -167,8 +167,12 @@ def transfer_data(
 
 
 def batch_column(batch_key: str | None) -> str:
-    """The column of :func:`transfer_data`'s batches: the user's ``batch_key``, or ``BATCH``."""
-    return BATCH if batch_key is None else batch_key
+    """The column of :func:`transfer_data`'s batches: the user's ``batch_key``, or ``BATCH``.
+
+    ``BATCH`` too for the names of the labels column and of scvi-tools' own columns.
+    """
+    reserved = (LABELS, "_scvi_batch", "_scvi_labels")
+    return BATCH if batch_key is None or batch_key in reserved else batch_key
 
 
 def _shared_genes(parts: dict[str, ad.AnnData]) -> pd.Index:

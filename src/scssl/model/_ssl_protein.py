@@ -425,20 +425,20 @@ class SSLProteinPredictor(SSLModelBase):
 
     # ----------------------------------------------------------- inference
     def _batch_codes(self, obs: pd.DataFrame, transform_batch) -> np.ndarray | None:
-        if self.module.n_batch_covariate == 0:
-            if transform_batch is not None:
-                raise ValueError(
-                    f"transform_batch={transform_batch!r}, but the model was set up without a "
-                    "batch_key: its predictions do not depend on the batch. Leave it out."
-                )
-            return None
+        if transform_batch is not None and self.registry_["setup_args"]["batch_key"] is None:
+            raise ValueError(
+                f"transform_batch={transform_batch!r}, but the model was set up without a "
+                "batch_key: its predictions do not depend on the batch. Leave it out."
+            )
         state = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
         known = [str(c) for c in state.categorical_mapping]
+        if transform_batch is not None and str(transform_batch) not in known:
+            raise ValueError(
+                f"transform_batch={transform_batch!r} is not a batch of the model ({known})."
+            )
+        if self.module.n_batch_covariate == 0:  # one batch: the head does not read it
+            return None
         if transform_batch is not None:
-            if str(transform_batch) not in known:
-                raise ValueError(
-                    f"transform_batch={transform_batch!r} is not a batch of the model ({known})."
-                )
             return np.full(len(obs), known.index(str(transform_batch)), dtype=np.int64)
         key = state.original_key
         hint = f" Pass transform_batch= (one of {known}) to predict them as a known batch."

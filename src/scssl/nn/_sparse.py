@@ -16,7 +16,8 @@ def _consume_torch_sparse_notices() -> None:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.sparse_csr_tensor(torch.tensor([0, 1]), torch.tensor([0]), torch.ones(1), (1, 1))
+        crow, col, value = torch.tensor([0, 1]), torch.tensor([0]), torch.ones(1)
+        torch.sparse_csr_tensor(crow, col, value, (1, 1), device="cpu")
 
 
 _consume_torch_sparse_notices()

@@ -184,6 +184,9 @@ class ModelFilesMixin:
                 "them; to embed cells of a new batch, call model.get_latent_representation(adata) "
                 "instead.",
             )
+            # as the model's categories (e.g. 1 -> "1"), which scvi-tools compares exactly
+            registered = {str(c): c for c in batch_categories}
+            data.obs[batch_key] = data.obs[batch_key].astype(str).map(registered)
         return data
 
     @classmethod

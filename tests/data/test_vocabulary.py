@@ -89,13 +89,13 @@ def test_vocabulary_round_trips_through_a_dict():
 
 
 def test_a_backed_matrix_is_reindexed_in_blocks(kang_demo, tmp_path, monkeypatch):
-    from scssl.data import _vocabulary
+    from scssl.data import _validation, _vocabulary
 
     cells = kang_demo[:250, :300].copy()
     cells.write_h5ad(tmp_path / "cells.h5ad")
     backed = ad.read_h5ad(tmp_path / "cells.h5ad", backed="r")
     index = np.array([5, -1, 0, 299, 17])
-    monkeypatch.setattr(_vocabulary, "BACKED_READ_ROWS", 100)  # three blocks
+    monkeypatch.setattr(_validation, "_CHUNK_ROWS", 100)  # three blocks
     out = _vocabulary.reindex_columns(backed.X, index)
     expected = _vocabulary.reindex_columns(cells.X, index)
     assert out.shape == (250, 5) and (out != expected).nnz == 0

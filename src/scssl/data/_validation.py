@@ -21,8 +21,12 @@ _CHUNK_ROWS = 10_000
 MAX_LOG_NORMALIZED = 12.0
 
 
-def _row_chunks(matrix, chunk_rows: int = _CHUNK_ROWS):
-    """Yield ``(start, block)`` row blocks; works for dense, sparse and backed matrices."""
+def _row_chunks(matrix, chunk_rows: int | None = None):
+    """Yield ``(start, block)`` row blocks; works for dense, sparse and backed matrices.
+
+    ``chunk_rows``: ``_CHUNK_ROWS`` by default.
+    """
+    chunk_rows = chunk_rows or _CHUNK_ROWS
     n_rows = matrix.shape[0]
     for start in range(0, n_rows, chunk_rows):
         block = matrix[start : start + chunk_rows]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ._validation import expression_matrix
+from ._validation import _row_chunks, expression_matrix
 from ._warnings import warn_user
 
 logger = logging.getLogger(__name__)
@@ -211,23 +211,16 @@ class GeneVocabulary:
         return index, report
 
 
-#: Rows read at a time from a backed matrix being reindexed.
-BACKED_READ_ROWS = 10_000
-
-
 def reindex_columns(matrix, index: np.ndarray):
     """Columns ``index`` of ``matrix`` (``-1`` -> a zero column); sparse stays sparse.
 
-    A backed matrix (``read_h5ad(..., backed="r")``) is read in blocks of rows; the result is in
-    memory (the ``index`` columns only).
+    A backed matrix (``read_h5ad(..., backed="r")``) is read in blocks of rows (as the data
+    checks read it); the result is in memory (the ``index`` columns only).
     """
     n_obs = matrix.shape[0]
     n_out = len(index)
     if _is_backed(matrix):
-        blocks = [
-            reindex_columns(matrix[start : start + BACKED_READ_ROWS], index)
-            for start in range(0, n_obs, BACKED_READ_ROWS)
-        ]
+        blocks = [reindex_columns(block, index) for _, block in _row_chunks(matrix)]
         if not blocks:
             return np.zeros((0, n_out), dtype=matrix.dtype)
         return sp.vstack(blocks, format="csr") if sp.issparse(blocks[0]) else np.vstack(blocks)

@@ -176,7 +176,7 @@ class ModelFilesMixin:
                     "get_latent_representation, which take cells of any batch."
                 )
             check_obs_column(data, batch_key, "batch_key")
-            batch_codes(
+            codes = batch_codes(
                 data.obs[batch_key],
                 batch_categories,
                 batch_key,
@@ -185,8 +185,7 @@ class ModelFilesMixin:
                 "instead.",
             )
             # as the model's categories (e.g. 1 -> "1"), which scvi-tools compares exactly
-            registered = {str(c): c for c in batch_categories}
-            data.obs[batch_key] = data.obs[batch_key].astype(str).map(registered)
+            data.obs[batch_key] = pd.Categorical.from_codes(codes, categories=batch_categories)
         return data
 
     @classmethod

@@ -270,7 +270,7 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
         accelerator, devices
             Lightning's hardware options.
         plan_kwargs
-            Further options of :class:`scvi.train.TrainingPlan`.
+            Further options of the training plan (:class:`scssl.train.SSLTrainingPlan`).
         checkpoint_dir
             Save ``last.ckpt`` (weights before the interpolation, optimiser state, epoch) here
             after every epoch; an interrupted run continues with

@@ -294,7 +294,7 @@ class SSLEncoder(SSLModelBase):
         datamodule
             A ``LightningDataModule`` yielding scvi-tools minibatches, replacing the AnnData.
         plan_kwargs
-            Further options of :class:`scvi.train.TrainingPlan`.
+            Further options of the training plan (:class:`scssl.train.SSLTrainingPlan`).
         block_size
             Minibatches are drawn from shuffled blocks of this many consecutive cells, so data on
             disk are read in runs (:class:`scssl.data.BlockShuffleSampler`); ``None``: 64 for

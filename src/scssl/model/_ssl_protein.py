@@ -393,7 +393,7 @@ class SSLProteinPredictor(SSLModelBase):
         accelerator, devices
             Lightning's hardware options.
         plan_kwargs
-            Further options of the training plan (:class:`scvi.train.TrainingPlan`).
+            Further options of the training plan (:class:`scssl.train.SSLTrainingPlan`).
         checkpoint_dir
             Save ``last.ckpt`` (weights, optimiser state, epoch) here after every epoch; an
             interrupted run continues with ``ckpt_path="<checkpoint_dir>/last.ckpt"``.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scssl.data import SparseDataSplitter
+from scssl.train import SSLTrainingPlan
 
 from ._files import ModelFilesMixin
 from ._inference import InferenceMixin
@@ -25,6 +26,7 @@ class SSLModelBase(
     """
 
     _data_splitter_cls = SparseDataSplitter
+    _training_plan_cls = SSLTrainingPlan
     #: The ``ValueError`` message when the model is built without data.
     _missing_data = "This model needs registered data."
 

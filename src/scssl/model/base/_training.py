@@ -26,7 +26,7 @@ def adamw(params: Iterable[nn.Parameter], lr: float, weight_decay: float) -> tor
 
 
 def adamw_plan(lr: float, weight_decay: float, plan_kwargs: dict | None) -> dict:
-    """``plan_kwargs`` of :class:`scvi.train.TrainingPlan` that train with :func:`adamw`."""
+    """``plan_kwargs`` of the training plan that train with :func:`adamw`."""
     creator = partial(adamw, lr=lr, weight_decay=weight_decay)
     return {"optimizer": "Custom", "optimizer_creator": creator, **(plan_kwargs or {})}
 

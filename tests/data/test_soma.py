@@ -84,6 +84,15 @@ def test_soma_errors_and_census_call(kang_soma, monkeypatch):
         SOMADataModule(uri, measurement_name="ATAC", layer="data")
     with pytest.raises(ValueError, match="no cells"):
         SOMADataModule(uri, layer="data", obs_value_filter="stim == 'nothing'")
+    stim = SOMADataModule(uri, layer="data", obs_value_filter="stim == 'STIM'")
+    control = np.setdiff1d(np.arange(600), stim.query.obs_joinids().to_numpy())
+    with pytest.raises(
+        ValueError, match=rf"{len(control)} of the obs_joinids .*e\.g\. {control[0]}"
+    ):
+        stim.to_anndata(control)
+    monkeypatch.setitem(sys.modules, "cellxgene_census", None)  # not installed
+    with pytest.raises(ImportError, match="cellxgene_census is needed to open the CELLxGENE"):
+        census_datamodule(genes=["NOC2L"])
 
     # census_datamodule is one call; check its query with a stand-in census holding our data
     # (the real census needs the network).

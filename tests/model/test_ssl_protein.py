@@ -138,7 +138,11 @@ def test_setup_mudata_other_checks(citeseq):
     empty.X.eliminate_zeros()
     with pytest.warns(UserWarning, match="1 of 240 cells .* no protein at all") as caught:
         SSLProteinPredictor.setup_mudata(_mudata(rna, empty))
-    assert not any("embed to the same point" in str(w.message) for w in caught)
+    messages = [str(w.message) for w in caught]
+    assert not any("embed to the same point" in m for m in messages)
+    # a MuData is filtered as a whole, not with scanpy on one modality
+    assert any("mdata = mdata[keep]" in m for m in messages), messages
+    assert not any("sc.pp.filter_cells" in m for m in messages)
 
 
 def test_setup_mudata_does_not_modify_matrices(citeseq):

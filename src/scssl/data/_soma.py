@@ -27,14 +27,14 @@ from ._loading import to_torch
 STUDY_CENSUS_VERSION = "2023-05-15"
 
 
-def _require(module: str, extra: str = "soma"):
+def _require(module: str, extra: str = "soma", purpose: str = "read TileDB-SOMA data"):
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(
-            f"{module} is needed to read TileDB-SOMA data: pip install 'scssl[{extra}]'."
+            f"{module} is needed to {purpose}: pip install 'scssl[{extra}]'."
         ) from err
 
 
@@ -222,8 +222,14 @@ class SOMADataModule(LightningDataModule):
         soma = _require("tiledbsoma")
         coords = () if obs_joinids is None else (np.asarray(obs_joinids),)
         joinids = self.query.obs_joinids().to_numpy()
-        if obs_joinids is not None and not np.isin(coords[0], joinids).all():
-            raise ValueError("Some obs_joinids are not selected by the query.")
+        if obs_joinids is not None:
+            outside = coords[0][~np.isin(coords[0], joinids)]
+            if len(outside):
+                raise ValueError(
+                    f"{len(outside)} of the obs_joinids are not cells of the query (e.g. "
+                    f"{', '.join(map(str, outside[:5]))}); the query's cells are "
+                    "query.obs_joinids() of the data module's obs_value_filter."
+                )
         with self.experiment.axis_query(
             self.measurement_name,
             obs_query=soma.AxisQuery(coords=coords or (joinids,)),
@@ -309,7 +315,7 @@ def census_datamodule(
         Further :class:`SOMADataModule` options (``batch_key``, ``batch_size`` ...).
 
     """
-    census = _require("cellxgene_census", extra="census")
+    census = _require("cellxgene_census", extra="census", purpose="open the CELLxGENE Census")
     var_value_filter = kwargs.pop("var_value_filter", None)
     if genes is not None:
         ids = ", ".join(repr(str(g)) for g in genes)

@@ -84,6 +84,7 @@ def check_expression_matrix(
     counts_hint: str = COUNTS_HINT,
     log_hint: str | None = LOG_HINT,
     empty_effect: str = "their input is all zeros and they all embed to the same point",
+    remove_empty: str = "sc.pp.filter_cells(adata, min_counts=1)",
 ) -> int:
     """Validate an expression matrix before scssl uses it.
 
@@ -103,6 +104,8 @@ def check_expression_matrix(
         accepted (e.g. proteins).
     empty_effect
         What cells without counts do to the model, for the warning about them.
+    remove_empty
+        How to remove those cells, for the same warning.
 
     Returns
     -------
@@ -155,7 +158,7 @@ def check_expression_matrix(
     if n_empty:
         warn_user(
             f"{n_empty} of {n_obs} cells in {where} have no counts; {empty_effect}. Remove them "
-            "with sc.pp.filter_cells(adata, min_counts=1) unless that is intended."
+            f"with {remove_empty} unless that is intended."
         )
     return n_empty
 

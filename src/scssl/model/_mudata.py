@@ -99,6 +99,11 @@ def check_same_cells(mdata: MuData, rna: AnnData, protein: AnnData, modalities: 
         )
 
 
+def remove_empty_cells(key: str) -> str:
+    """How to drop the cells without counts in one modality from the whole MuData."""
+    return f"mdata = mdata[keep].copy(), keep marking the cells with counts in mdata.mod[{key!r}]"
+
+
 def check_rna(rna: AnnData, key: str, layer: str | None, log_normalized: bool) -> None:
     """RNA counts (or log-normalised values) and unique gene names."""
     check_expression_matrix(
@@ -110,6 +115,7 @@ def check_rna(rna: AnnData, key: str, layer: str | None, log_normalized: bool) -
             f"mdata.mod[{key!r}] that holds them (rna_layer='counts')"
         ),
         log_hint="if the values are normalize_total + log1p, pass log_normalized=True",
+        remove_empty=remove_empty_cells(key),
     )
     check_unique_var_names(rna.var_names, where=f"mdata.mod[{key!r}].var_names")
 
@@ -127,6 +133,7 @@ def check_proteins(protein: AnnData, key: str, layer: str | None) -> None:
         ),
         log_hint=None,
         empty_effect="the model learns that their RNA comes with no protein at all",
+        remove_empty=remove_empty_cells(key),
     )
     duplicated = protein.var_names[protein.var_names.duplicated()]
     if len(duplicated):

@@ -97,7 +97,9 @@ class SSLClassifier(ClassifierSourcesMixin, SSLModelBase):
 
     Examples
     --------
-    >>> both = anndata.concat([reference, query])  # query labels: "Unknown"
+    >>> unlabelled = query.copy()
+    >>> unlabelled.obs["cell_type"] = "Unknown"  # unlabeled_category: no cross-entropy
+    >>> both = anndata.concat([reference, unlabelled])
     >>> clf = scssl.model.SSLClassifier.from_encoder(encoder, both, labels_key="cell_type")
     >>> clf.train()
     >>> clf.predict(query, soft=True)     # calibrated probabilities, one column per class

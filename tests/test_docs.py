@@ -1,0 +1,110 @@
+"""The python blocks of the README and docs parse and call scssl as it is.
+
+Every call of a ``scssl.`` name (or of a name imported from scssl) must reach an existing
+object and pass only keywords its signature takes, so renaming an argument or a function
+breaks this test rather than the docs. Running the blocks needs data and minutes of training;
+they are run by hand (see the changelog).
+"""
+
+import ast
+import importlib
+import inspect
+import re
+import typing
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+
+
+def _blocks():
+    for path in DOCS:
+        text = path.read_text()
+        for match in BLOCK.finditer(text):
+            line = text[: match.start()].count("\n") + 2
+            yield pytest.param(match.group(1), id=f"{path.name}:{line}")
+
+
+def _dotted(node) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    return None
+
+
+def _resolve(dotted: str, imported: dict[str, str]):
+    head, _, rest = dotted.partition(".")
+    if head in imported:
+        dotted = imported[head] + (f".{rest}" if rest else "")
+    elif head != "scssl":
+        return None
+    parts = dotted.split(".")
+    obj = importlib.import_module(parts[0])
+    for depth, part in enumerate(parts[1:], start=1):
+        if not hasattr(obj, part):  # a submodule not imported by its parent
+            obj = importlib.import_module(".".join(parts[: depth + 1]))
+        else:
+            obj = getattr(obj, part)
+    return obj
+
+
+def _returned_class(target):
+    """The scssl class a call of ``target`` returns (a class, its classmethods, annotated)."""
+    if inspect.isclass(target):
+        return target
+    owner = getattr(target, "__self__", None)
+    if inspect.isclass(owner) and target.__name__ in {"load", "from_encoder", "from_ssl_in_scg"}:
+        return owner
+    try:
+        returned = typing.get_type_hints(target).get("return")
+    except Exception:  # annotations that do not evaluate: no type known
+        return None
+    return returned if inspect.isclass(returned) else None
+
+
+@pytest.mark.parametrize("source", _blocks())
+def test_doc_block_calls_scssl_as_it_is(source):
+    tree = ast.parse(source)
+    imported = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("scssl"):
+            for alias in node.names:
+                imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+    instances = {}  # variable -> the scssl class assigned to it (model = SSLEncoder(...))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            name = _dotted(node.value.func)
+            target = None if name is None else _resolve(name, imported)
+            cls = None if target is None else _returned_class(target)
+            if cls is not None and cls.__module__.startswith("scssl"):
+                for variable in node.targets:
+                    if isinstance(variable, ast.Name):
+                        instances[variable.id] = cls
+    for node in sorted(
+        (n for n in ast.walk(tree) if isinstance(n, ast.Call)), key=lambda n: n.lineno
+    ):
+        if (name := _dotted(node.func)) is None:
+            continue
+        head, _, method = name.partition(".")
+        if head in instances and method and "." not in method:
+            assert hasattr(instances[head], method), f"{instances[head].__name__} has no {method}"
+            target = getattr(instances[head], method)
+        else:
+            target = _resolve(name, imported)
+        if target is None:
+            continue
+        try:
+            signature = inspect.signature(target)
+        except (TypeError, ValueError):  # a builtin or a class without a signature
+            continue
+        parameters = signature.parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            continue
+        known = {p.name for p in parameters}
+        unknown = [k.arg for k in node.keywords if k.arg is not None and k.arg not in known]
+        assert not unknown, f"{name}() takes no {unknown} (line {node.lineno} of the block)"

@@ -227,8 +227,8 @@ class SOMADataModule(LightningDataModule):
             if len(outside):
                 raise ValueError(
                     f"{len(outside)} of the obs_joinids are not cells of the query (e.g. "
-                    f"{', '.join(map(str, outside[:5]))}); the query's cells are "
-                    "query.obs_joinids() of the data module's obs_value_filter."
+                    f"{', '.join(map(str, outside[:5]))}): the data module holds the cells its "
+                    "obs_value_filter selects (dm.query.obs_joinids())."
                 )
         with self.experiment.axis_query(
             self.measurement_name,

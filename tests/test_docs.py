@@ -1,4 +1,4 @@
-"""The python blocks of the README and docs parse and call scssl as it is.
+"""The python blocks of the README and docs and the docstrings' examples call scssl as it is.
 
 Every call of a ``scssl.`` name (or of a name imported from scssl) must reach an existing
 object and pass only keywords its signature takes, so renaming an argument or a function
@@ -7,6 +7,7 @@ they are run by hand (see the changelog).
 """
 
 import ast
+import doctest
 import importlib
 import inspect
 import re
@@ -26,6 +27,15 @@ def _blocks():
         for match in BLOCK.finditer(text):
             line = text[: match.start()].count("\n") + 2
             yield pytest.param(match.group(1), id=f"{path.name}:{line}")
+    # the Examples of the docstrings
+    for path in sorted((ROOT / "src" / "scssl").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+                continue
+            examples = doctest.DocTestParser().get_examples(ast.get_docstring(node) or "")
+            if examples:
+                source = "".join(example.source for example in examples)
+                yield pytest.param(source, id=f"{path.name}:{node.name}")
 
 
 def _dotted(node) -> str | None:

@@ -120,7 +120,7 @@ def discriminative_adamw(
 def discriminative_plan(
     module, lr: float, encoder_lr: float, weight_decay: float, plan_kwargs: dict | None
 ) -> dict:
-    """``plan_kwargs`` of scvi-tools' ``TrainingPlan`` using :func:`discriminative_adamw`."""
+    """``plan_kwargs`` of the training plan using :func:`discriminative_adamw`."""
 
     def creator(_params):  # the plan passes all parameters; the groups come from the module
         return discriminative_adamw(module, lr, encoder_lr, weight_decay)

@@ -15,8 +15,12 @@ class SSLTrainingPlan(TrainingPlan):
     0, and a classifier or a Barlow Twins encoder has no reconstruction), so ``model.history``
     would list numbers that mean nothing. This plan logs ``train_loss`` / ``validation_loss``
     (logged by the steps) and the module's ``extra_metrics`` (``pretext_loss``,
-    ``classification_loss``, ...) only.
+    ``classification_loss``, ...) only. ``reduce_lr_on_plateau`` watches ``validation_loss``
+    unless ``lr_scheduler_metric`` says otherwise (scvi-tools' default is the ELBO).
     """
+
+    def __init__(self, module, *, lr_scheduler_metric: str = "validation_loss", **kwargs):
+        super().__init__(module, lr_scheduler_metric=lr_scheduler_metric, **kwargs)
 
     @torch.inference_mode()
     def compute_and_log_metrics(self, loss_output: LossOutput, metrics: dict, mode: str) -> None:
@@ -24,6 +28,8 @@ class SSLTrainingPlan(TrainingPlan):
         for key in loss_output.extra_metrics_keys:
             value = loss_output.extra_metrics[key]
             if isinstance(value, torch.Tensor):
+                if value.ndim:  # as scvi-tools: only scalars are logged
+                    continue
                 value = value.detach()
             self.log(
                 f"{key}_{mode}",

@@ -140,6 +140,17 @@ def fit_options(
 
 @contextmanager
 def fitting(model) -> Iterator[None]:
-    """Where every model trains: :func:`interruptible`, with the module in :func:`training_mode`."""
-    with interruptible(model), training_mode(model.module):
-        yield
+    """Where every model trains: :func:`interruptible`, with the module in :func:`training_mode`.
+
+    A model holding weights from elsewhere (``load_query_data``, published weights) has no
+    history; scvi-tools would then record none of this run, so it trains as untrained.
+    """
+    weights_without_history = model.is_trained_ and model.history_ is None
+    if weights_without_history:
+        model.is_trained_ = False
+    try:
+        with interruptible(model), training_mode(model.module):
+            yield
+    finally:
+        if weights_without_history:
+            model.is_trained_ = True

@@ -98,13 +98,10 @@ class _CallChecker(ast.NodeVisitor):
                 self.imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
 
     def visit_Assign(self, node):
-        self.visit(node.value)  # the value runs before the names are bound
+        target = self.visit(node.value)  # runs before the names are bound; a call: what it calls
         for variable in node.targets:
             self.visit(variable)
-        cls = None
-        if isinstance(node.value, ast.Call) and (name := _dotted(node.value.func)):
-            target = self._target(name)
-            cls = None if target is None else _returned_class(target)
+        cls = None if target is None else _returned_class(target)
         if cls is not None and cls.__module__.startswith("scssl"):
             for variable in node.targets:
                 if isinstance(variable, ast.Name):
@@ -123,19 +120,19 @@ class _CallChecker(ast.NodeVisitor):
         return _resolve(name, self.imported)
 
     def visit_Call(self, node):
+        """Check the call's keywords; returns the scssl object called (``None``: not scssl)."""
         self.generic_visit(node)
         if (name := _dotted(node.func)) is None or (target := self._target(name)) is None:
-            return
+            return None
         try:
-            signature = inspect.signature(target)
+            parameters = inspect.signature(target).parameters.values()
         except (TypeError, ValueError):  # a builtin or a class without a signature
-            return
-        parameters = signature.parameters.values()
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-            return
-        known = {p.name for p in parameters}
-        unknown = [k.arg for k in node.keywords if k.arg is not None and k.arg not in known]
-        assert not unknown, f"{name}() takes no {unknown} (line {node.lineno} of the block)"
+            return target
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            known = {p.name for p in parameters}
+            unknown = [k.arg for k in node.keywords if k.arg is not None and k.arg not in known]
+            assert not unknown, f"{name}() takes no {unknown} (line {node.lineno} of the block)"
+        return target
 
 
 @pytest.mark.parametrize("source", _blocks())
